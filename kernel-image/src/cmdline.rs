@@ -1,0 +1,211 @@
+//! The kernel's boot command line (docs/cmdline.md): space-separated `name=value` words.
+//! An unknown option or a bad value is an error, never ignored.
+
+use core::fmt;
+
+/// How the run ends after the summary line (docs/protocol.md, "Ending the run").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitOption {
+    /// QEMU's isa-debug-exit when CPUID says TCG, else halt.
+    Auto,
+    Qemu,
+    Halt,
+    Reboot,
+}
+
+/// Local APIC mode request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum X2apicOption {
+    Auto,
+    On,
+    Off,
+}
+
+/// A deliberate exception, raised to prove the exception report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    None,
+    PageFault,
+    InvalidOpcode,
+    GeneralProtection,
+    DivideError,
+    Breakpoint,
+}
+
+/// Every boot option with its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub exit: ExitOption,
+    pub x2apic: X2apicOption,
+    pub tick_us: u32,
+    pub settle_ms: u32,
+    pub fault: FaultKind,
+    pub fault_cpu: u32,
+    pub ap_timeout_ms: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            exit: ExitOption::Auto,
+            x2apic: X2apicOption::Auto,
+            tick_us: 10_000,
+            settle_ms: 100,
+            fault: FaultKind::None,
+            fault_cpu: 0,
+            ap_timeout_ms: 1000,
+        }
+    }
+}
+
+/// A command-line word the kernel cannot accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionError<'a> {
+    /// No option has this name.
+    Unknown { word: &'a str },
+    /// The option exists but the value is not one it takes.
+    BadValue { name: &'a str, value: &'a str, expected: &'static str },
+}
+
+impl OptionError<'_> {
+    /// The `kind` of the protocol's `error` record.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unknown { .. } => "unknown-option",
+            Self::BadValue { .. } => "bad-option-value",
+        }
+    }
+}
+
+impl fmt::Display for OptionError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unknown { word } => write!(
+                f,
+                "unknown boot option '{word}' (known: exit, x2apic, tick_us, settle_ms, fault, fault_cpu, ap_timeout_ms; see docs/cmdline.md)"
+            ),
+            Self::BadValue { name, value, expected } => {
+                write!(f, "boot option {name}: bad value '{value}', expected {expected}")
+            }
+        }
+    }
+}
+
+fn number<'a>(name: &'a str, value: &'a str, min: u32, max: u32, expected: &'static str)
+    -> Result<u32, OptionError<'a>> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or(OptionError::BadValue { name, value, expected })
+}
+
+/// Parses the whole command line. A first word starting with `/` is a bootloader's kernel
+/// path and is skipped.
+pub fn parse(cmdline: &str) -> Result<Options, OptionError<'_>> {
+    let mut options = Options::default();
+    let mut words = cmdline.split_ascii_whitespace().peekable();
+    if words.peek().is_some_and(|w| w.starts_with('/')) {
+        words.next();
+    }
+    for word in words {
+        let Some((name, value)) = word.split_once('=') else {
+            return Err(OptionError::Unknown { word });
+        };
+        let bad = |expected| OptionError::BadValue { name, value, expected };
+        match name {
+            "exit" => {
+                options.exit = match value {
+                    "auto" => ExitOption::Auto,
+                    "qemu" => ExitOption::Qemu,
+                    "halt" => ExitOption::Halt,
+                    "reboot" => ExitOption::Reboot,
+                    _ => return Err(bad("auto, qemu, halt or reboot")),
+                }
+            }
+            "x2apic" => {
+                options.x2apic = match value {
+                    "auto" => X2apicOption::Auto,
+                    "on" => X2apicOption::On,
+                    "off" => X2apicOption::Off,
+                    _ => return Err(bad("auto, on or off")),
+                }
+            }
+            "fault" => {
+                options.fault = match value {
+                    "none" => FaultKind::None,
+                    "page-fault" => FaultKind::PageFault,
+                    "invalid-opcode" => FaultKind::InvalidOpcode,
+                    "general-protection" => FaultKind::GeneralProtection,
+                    "divide-error" => FaultKind::DivideError,
+                    "breakpoint" => FaultKind::Breakpoint,
+                    _ => return Err(bad(
+                        "none, page-fault, invalid-opcode, general-protection, divide-error or breakpoint",
+                    )),
+                }
+            }
+            "tick_us" => options.tick_us = number(name, value, 100, 1_000_000, "100..=1000000")?,
+            "settle_ms" => options.settle_ms = number(name, value, 0, 60_000, "0..=60000")?,
+            "fault_cpu" => options.fault_cpu = number(name, value, 0, u32::MAX, "a CPU index")?,
+            "ap_timeout_ms" => {
+                options.ap_timeout_ms = number(name, value, 1, 60_000, "1..=60000")?
+            }
+            _ => return Err(OptionError::Unknown { word }),
+        }
+    }
+    Ok(options)
+}
+
+/// The `exit=` option alone, for ending the run as asked even when another word of the
+/// command line is bad (so a typo under QEMU still ends with the error status).
+pub fn exit_hint(cmdline: &str) -> ExitOption {
+    let mut hint = ExitOption::Auto;
+    for word in cmdline.split_ascii_whitespace() {
+        hint = match word {
+            "exit=qemu" => ExitOption::Qemu,
+            "exit=halt" => ExitOption::Halt,
+            "exit=reboot" => ExitOption::Reboot,
+            "exit=auto" => ExitOption::Auto,
+            _ => continue,
+        };
+    }
+    hint
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_hint_survives_bad_words() {
+        assert_eq!(exit_hint("bogus exit=qemu"), ExitOption::Qemu);
+        assert_eq!(exit_hint("exit=nonsense"), ExitOption::Auto);
+    }
+
+    #[test]
+    fn empty_line_gives_defaults() {
+        assert_eq!(parse(""), Ok(Options::default()));
+        assert_eq!(parse("  /boot/hpetwd.elf  "), Ok(Options::default()));
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let o = parse("exit=qemu x2apic=off tick_us=500 settle_ms=250 fault=page-fault fault_cpu=3 ap_timeout_ms=20")
+            .unwrap();
+        assert_eq!(o.exit, ExitOption::Qemu);
+        assert_eq!(o.x2apic, X2apicOption::Off);
+        assert_eq!((o.tick_us, o.settle_ms, o.fault_cpu, o.ap_timeout_ms), (500, 250, 3, 20));
+        assert_eq!(o.fault, FaultKind::PageFault);
+    }
+
+    #[test]
+    fn unknown_and_bad_words_are_errors() {
+        assert_eq!(parse("exit=qemu frobnicate=1"), Err(OptionError::Unknown { word: "frobnicate=1" }));
+        assert_eq!(parse("quiet"), Err(OptionError::Unknown { word: "quiet" }));
+        assert!(matches!(parse("tick_us=5"), Err(OptionError::BadValue { name: "tick_us", .. })));
+        assert!(matches!(parse("tick_us=-1"), Err(OptionError::BadValue { .. })));
+        assert!(matches!(parse("exit=maybe"), Err(OptionError::BadValue { name: "exit", .. })));
+        assert_eq!(parse("bogus=1").unwrap_err().kind(), "unknown-option");
+        assert_eq!(parse("exit=").unwrap_err().kind(), "bad-option-value");
+    }
+}

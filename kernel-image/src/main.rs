@@ -1,0 +1,549 @@
+//! hpetwd: a bare-metal x86_64 kernel that boots every CPU, reports what it found over the
+//! serial console (docs/protocol.md) and, later, runs the HPET NMI watchdog.
+//!
+//! Built for the host target with stable Rust as a freestanding ELF (docs/build.md); boots
+//! through PVH (QEMU `-kernel`) and multiboot2 (GRUB).
+#![no_std]
+#![no_main]
+
+mod acpi;
+mod arch;
+mod console;
+mod exit;
+mod interrupts;
+mod mem;
+mod percpu;
+mod smp;
+mod time;
+
+use arch::{boot, cpu, gdt, hpet::Hpet, idt, lapic, trampoline::Trampoline};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use exit::{finish, ExitMode, Outcome};
+use interrupts::ReasonBuf;
+use kernel_image::apic_mode::{self, ApicFacts};
+use kernel_image::bootinfo::{self, MemoryMap};
+use kernel_image::cmdline::{self, ExitOption, FaultKind, Options};
+use kernel_image::proto::{Hex, Quoted, PROTOCOL_VERSION};
+
+/// Where the (masked) legacy PICs deliver, should a spurious IRQ 7 or 15 still arrive.
+pub const VECTOR_LEGACY_PIC_BASE: u8 = 0x20;
+/// LAPIC timer vector (the heartbeat source).
+pub const VECTOR_TIMER: u8 = 0x40;
+/// The one-shot LAPIC timer interrupt used to measure the timer's rate.
+pub const VECTOR_CALIBRATION: u8 = 0x41;
+/// Halts the receiving CPU (sent to all others when the run ends).
+pub const VECTOR_STOP: u8 = 0xf0;
+/// LAPIC error interrupt.
+pub const VECTOR_ERROR: u8 = 0xfe;
+/// LAPIC spurious interrupt.
+pub const VECTOR_SPURIOUS: u8 = 0xff;
+
+/// CPUs online and expected, for summary lines printed from any path.
+static CPUS_ONLINE: AtomicUsize = AtomicUsize::new(0);
+static CPUS_EXPECTED: AtomicUsize = AtomicUsize::new(0);
+/// The LAPIC timer's initial count for the configured tick, shared with the APs.
+static TIMER_INITIAL_COUNT: AtomicU32 = AtomicU32::new(0);
+/// The CPU asked to raise the deliberate fault (`fault_cpu`), and which fault.
+static FAULT_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
+static FAULT_KIND: AtomicU32 = AtomicU32::new(0);
+
+/// (online, expected) CPU counts so far.
+pub fn cpu_counts() -> (usize, usize) {
+    (CPUS_ONLINE.load(Ordering::Relaxed), CPUS_EXPECTED.load(Ordering::Relaxed))
+}
+
+/// Ends the run with `Outcome::Error` after an `error` record.
+fn fail_with(kind: &str, detail: &str) -> ! {
+    println!("HPETWD error kind={kind} detail={}", Quoted(detail));
+    let (online, expected) = cpu_counts();
+    finish(Outcome::Error, online, expected, detail)
+}
+
+unsafe extern "C" {
+    static __build_id_note_start: u8;
+    static __build_id_note_end: u8;
+}
+
+/// The ELF's GNU build-id (the note's descriptor), which `hpetctl` reads from the file too.
+fn build_id() -> &'static [u8] {
+    // SAFETY: the linker script places the `.note.gnu.build-id` section between these two
+    // symbols in the loaded, read-only image; reading it is reading our own rodata.
+    let note = unsafe {
+        let start = core::ptr::addr_of!(__build_id_note_start);
+        let end = core::ptr::addr_of!(__build_id_note_end);
+        core::slice::from_raw_parts(start, end as usize - start as usize)
+    };
+    // ELF note: namesz, descsz, type, name (padded to 4), descriptor.
+    let word = |i: usize| note.get(i..i + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    match (word(0), word(4)) {
+        (Some(namesz), Some(descsz)) => {
+            let start = 12 + ((namesz as usize + 3) & !3);
+            note.get(start..start + descsz as usize).unwrap_or(&[])
+        }
+        _ => &[],
+    }
+}
+
+/// Bytes copied out of the loader's memory before anything can overwrite it.
+struct BootInfo {
+    via: &'static str,
+    cmdline: [u8; 1024],
+    cmdline_len: usize,
+    rsdp: Option<acpi::RsdpLocation>,
+    memory: MemoryMap,
+}
+
+/// Physical memory handed over by the boot loader (start info, multiboot2 information, the
+/// command line), below 4 GiB.
+fn loader_memory(address: u64, len: usize) -> Option<&'static [u8]> {
+    if address == 0 || address.checked_add(len as u64)? > 1 << 32 {
+        return None;
+    }
+    // SAFETY: the boot loader handed over this range (inside the identity-mapped 4 GiB,
+    // checked above); the kernel copies out what it needs before it reuses any low memory.
+    Some(unsafe { core::slice::from_raw_parts(address as *const u8, len) })
+}
+
+/// A NUL-terminated string at a physical address (at most `max` bytes).
+fn c_string(address: u64, max: usize) -> &'static [u8] {
+    let bytes = loader_memory(address, max).unwrap_or(&[]);
+    let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    &bytes[..len]
+}
+
+/// Copies of multiboot2's RSDP tags (they live in loader memory).
+static mut MB2_RSDP: [u8; 64] = [0; 64];
+
+fn read_boot_info(via: u32, info: u32) -> Result<BootInfo, ReasonBuf> {
+    let mut out = BootInfo {
+        via: "unknown",
+        cmdline: [0; 1024],
+        cmdline_len: 0,
+        rsdp: None,
+        memory: MemoryMap::new(),
+    };
+    let mut error = ReasonBuf::new();
+    let set_cmdline = |out: &mut BootInfo, line: &[u8]| {
+        let len = line.len().min(out.cmdline.len());
+        out.cmdline[..len].copy_from_slice(&line[..len]);
+        out.cmdline_len = len;
+    };
+    match via {
+        boot::BOOT_VIA_PVH => {
+            out.via = "pvh";
+            let bytes = loader_memory(u64::from(info), bootinfo::PVH_START_INFO_LEN).unwrap_or(&[]);
+            let start = match bootinfo::parse_pvh_start_info(bytes) {
+                Ok(start) => start,
+                Err(e) => {
+                    let _ = core::fmt::write(&mut error, format_args!("{e}"));
+                    return Err(error);
+                }
+            };
+            set_cmdline(&mut out, c_string(start.cmdline_paddr, 1024));
+            let entries = start.memmap_entries.min(1024) as usize;
+            if let Some(map) = loader_memory(start.memmap_paddr, entries * bootinfo::PVH_MEMMAP_ENTRY_LEN) {
+                bootinfo::parse_pvh_memmap(map, &mut out.memory);
+            }
+            if start.rsdp_paddr != 0 {
+                out.rsdp = acpi::rsdp_at(start.rsdp_paddr, acpi::RsdpSource::Pvh);
+            }
+        }
+        boot::BOOT_VIA_MULTIBOOT2 => {
+            out.via = "multiboot2";
+            let header = loader_memory(u64::from(info), 8).unwrap_or(&[]);
+            let parsed = bootinfo::multiboot2_total_size(header).and_then(|size| {
+                let bytes = loader_memory(u64::from(info), size).unwrap_or(&[]);
+                bootinfo::parse_multiboot2(bytes, &mut out.memory)
+            });
+            let mb2 = match parsed {
+                Ok(mb2) => mb2,
+                Err(e) => {
+                    let _ = core::fmt::write(&mut error, format_args!("{e}"));
+                    return Err(error);
+                }
+            };
+            if let Some(line) = mb2.cmdline {
+                set_cmdline(&mut out, line);
+            }
+            let tag = mb2
+                .rsdp_new
+                .map(|b| (b, acpi::RsdpSource::Multiboot2New))
+                .or(mb2.rsdp_old.map(|b| (b, acpi::RsdpSource::Multiboot2Old)));
+            if let Some((bytes, source)) = tag {
+                let len = bytes.len().min(64);
+                // SAFETY: written once here, on the boot CPU, before any other CPU runs;
+                // afterwards only read through the shared reference handed out below.
+                let copy: &'static mut [u8; 64] = unsafe { &mut *core::ptr::addr_of_mut!(MB2_RSDP) };
+                copy[..len].copy_from_slice(&bytes[..len]);
+                let address = bytes.as_ptr() as u64;
+                out.rsdp = Some(acpi::rsdp_copy(&copy[..len], address, source));
+            }
+        }
+        _ => {
+            let _ = core::fmt::write(&mut error, format_args!("entered through the multiboot2 entry point without the multiboot2 magic in eax"));
+            return Err(error);
+        }
+    }
+    Ok(out)
+}
+
+/// The boot CPU's entry from boot.rs.
+#[unsafe(no_mangle)]
+extern "C" fn kernel_main(via: u32, info: u32) -> ! {
+    let entry_tsc = cpu::rdtsc();
+    arch::serial::init();
+    // The boot CPU's own GDT, TSS (IST stacks) and the IDT come first, so any exception from
+    // here on is reported instead of triple-faulting.
+    let Some(slot) = percpu::take_slot(None) else { cpu::halt_forever() };
+    idt::init();
+    // SAFETY: the boot slot is handed out once, to this CPU, and lives forever.
+    unsafe { gdt::load(slot.tables, slot.ist_tops) };
+    idt::load();
+    arch::pic::remap_and_mask(VECTOR_LEGACY_PIC_BASE);
+
+    println!(
+        "HPETWD build id={} version={} protocol={PROTOCOL_VERSION}",
+        Hex(build_id()),
+        env!("CARGO_PKG_VERSION")
+    );
+    let tcg = cpu::hypervisor_signature().is_some_and(|s| &s == b"TCGTCGTCGTCG");
+    let boot_info = read_boot_info(via, info);
+    let (cmdline_copy, cmdline_len) = match &boot_info {
+        Ok(b) => (b.cmdline, b.cmdline_len),
+        Err(_) => ([0; 1024], 0),
+    };
+    let cmdline_text = core::str::from_utf8(&cmdline_copy[..cmdline_len]).unwrap_or("");
+    let parsed = cmdline::parse(cmdline_text);
+    let exit_option = match &parsed {
+        Ok(options) => options.exit,
+        Err(_) => cmdline::exit_hint(cmdline_text),
+    };
+    let (exit_mode, exit_reason) = match exit_option {
+        ExitOption::Qemu => (ExitMode::Qemu, "option"),
+        ExitOption::Halt => (ExitMode::Halt, "option"),
+        ExitOption::Reboot => (ExitMode::Reboot, "option"),
+        ExitOption::Auto if tcg => (ExitMode::Qemu, "cpuid-tcg"),
+        ExitOption::Auto => (ExitMode::Halt, "default"),
+    };
+    exit::set_mode(exit_mode);
+    let boot_info = match boot_info {
+        Ok(b) => b,
+        Err(reason) => fail_with("bad-boot-info", reason.as_str()),
+    };
+    println!(
+        "HPETWD boot via={} cmdline={} exit={} exit_reason={exit_reason}",
+        boot_info.via,
+        Quoted(cmdline_text),
+        exit_mode.name()
+    );
+    let options = match parsed {
+        Ok(options) => options,
+        Err(e) => {
+            let mut detail = ReasonBuf::new();
+            let _ = core::fmt::write(&mut detail, format_args!("{e}"));
+            fail_with(e.kind(), detail.as_str())
+        }
+    };
+    run(boot_info, options, entry_tsc)
+}
+
+fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
+    // ---- ACPI ----
+    let location = boot_info.rsdp.or_else(acpi::scan_bios_area);
+    let Some(location) = location else {
+        fail_with("no-acpi", "no RSDP: not from the boot loader and not in the BIOS area")
+    };
+    let acpi = match acpi::discover(location) {
+        Ok(acpi) => acpi,
+        Err(reason) => fail_with("bad-acpi", reason),
+    };
+    let mut tables = ReasonBuf::new();
+    for (i, signature) in acpi.signatures[..acpi.table_count].iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = core::fmt::write(&mut tables, format_args!("{sep}{}", core::str::from_utf8(signature).unwrap_or("????")));
+    }
+    println!(
+        "HPETWD acpi rsdp={:#x} rsdp_source={} revision={} oem={} tables={}",
+        acpi.rsdp_address,
+        acpi.rsdp_source.name(),
+        acpi.revision,
+        Quoted(core::str::from_utf8(&acpi.oem_id).unwrap_or("?")),
+        tables.as_str()
+    );
+    for signature in &acpi.bad_checksums[..acpi.bad_checksum_count] {
+        println!(
+            "HPETWD warning kind=acpi-checksum table={}",
+            core::str::from_utf8(signature).unwrap_or("????")
+        );
+    }
+    println!(
+        "HPETWD madt cpus={} disabled={} lapic_base={:#x} max_apic_id={} ioapics={}",
+        acpi.cpu_count, acpi.cpus_disabled, acpi.lapic_address, acpi.max_apic_id, acpi.ioapic_count
+    );
+    if acpi.cpus_beyond_limit > 0 {
+        println!(
+            "HPETWD warning kind=too-many-cpus detail={}",
+            Quoted("the MADT lists more enabled CPUs than the kernel supports (512); the rest stay off")
+        );
+    }
+    CPUS_EXPECTED.store(acpi.cpu_count + acpi.cpus_beyond_limit, Ordering::Relaxed);
+
+    // ---- HPET ----
+    let hpet = acpi.hpet.as_ref().and_then(|table| {
+        // SAFETY: the address is the ACPI HPET table's register block; `Hpet::new` refuses
+        // anything outside the uncached MMIO window.
+        match unsafe { Hpet::new(table.base_address.address) } {
+            Ok(hpet) => {
+                let caps = hpet.capabilities();
+                println!(
+                    "HPETWD hpet base={:#x} period_fs={} timers={} counter_bits={} vendor={:#06x} table_timers={}",
+                    table.base_address.address,
+                    caps.period_fs(),
+                    caps.num_timers(),
+                    if caps.counter_64bit() { 64 } else { 32 },
+                    caps.vendor_id(),
+                    table.comparator_count
+                );
+                hpet.enable_counter();
+                Some(hpet)
+            }
+            Err(reason) => {
+                println!("HPETWD warning kind=hpet-unusable detail={}", Quoted(reason));
+                None
+            }
+        }
+    });
+    match acpi.dmar {
+        Some(flags) => println!(
+            "HPETWD dmar present=1 intr_remap={} x2apic_opt_out={}",
+            u8::from(flags.intr_remap),
+            u8::from(flags.x2apic_opt_out)
+        ),
+        None => println!("HPETWD dmar present=0 intr_remap=0 x2apic_opt_out=0"),
+    }
+
+    // ---- Local APIC mode ----
+    let facts = ApicFacts {
+        cpu_has_x2apic: cpu::has_x2apic(),
+        firmware_enabled_x2apic: lapic::cpu_in_x2apic_mode(),
+        max_apic_id: acpi.max_apic_id,
+        dmar_opt_out: acpi.dmar.is_some_and(|f| f.x2apic_opt_out),
+    };
+    let mode = match apic_mode::decide(facts, options.x2apic) {
+        Ok(mode) => mode,
+        Err(reason) => fail_with("apic-mode", reason),
+    };
+    lapic::set_mode(mode.is_x2apic());
+    lapic::enable(VECTOR_SPURIOUS);
+    lapic::set_error_vector(VECTOR_ERROR);
+    exit::APIC_READY.store(true, Ordering::Release);
+    println!("HPETWD apic mode={} reason={}", mode.name(), mode.reason());
+    let bsp_apic_id = lapic::id();
+    let Some(bsp_index) = acpi.cpus[..acpi.cpu_count].iter().position(|c| c.apic_id == bsp_apic_id)
+    else {
+        fail_with("bad-acpi", "the boot CPU's APIC ID is not among the MADT's enabled processors")
+    };
+    percpu::set_current(bsp_index);
+    let Some(bsp) = percpu::get(bsp_index) else { fail_with("bad-acpi", "boot CPU index out of range") };
+    bsp.apic_id.store(bsp_apic_id, Ordering::Relaxed);
+    bsp.x2apic.store(lapic::cpu_in_x2apic_mode(), Ordering::Relaxed);
+    CPUS_ONLINE.store(1, Ordering::Relaxed);
+
+    // ---- Clocks ----
+    let Some(tsc) = time::tsc_frequency(hpet.as_ref()) else {
+        fail_with("no-timer", "no TSC frequency: CPUID leaves 0x15/0x16 are empty and there is no HPET")
+    };
+    println!("HPETWD tsc hz={} source={}", tsc.hz, tsc.source);
+    let Some(lapic_hz) = time::lapic_timer_frequency(tsc.hz) else {
+        fail_with("no-timer", "the LAPIC timer's one-shot interrupt never arrived")
+    };
+    let initial_count = (lapic_hz * u64::from(options.tick_us) / 1_000_000).clamp(1, u64::from(u32::MAX));
+    println!(
+        "HPETWD lapic-timer hz={lapic_hz} tick_us={} initial_count={initial_count}",
+        options.tick_us
+    );
+    TIMER_INITIAL_COUNT.store(initial_count as u32, Ordering::Relaxed);
+    lapic::timer_start_periodic(VECTOR_TIMER, initial_count as u32);
+    bsp.online.store(true, Ordering::Release);
+    cpu::enable_interrupts();
+
+    // ---- Application processors ----
+    let Some(page) = boot_info.memory.find_low_page(0x1000, 0x9f000).or_else(|| {
+        // Without a memory map, 0x8000 is free RAM on every PC firmware the kernel targets.
+        boot_info.memory.regions().is_empty().then_some(0x8000)
+    }) else {
+        fail_with("cpu-start", "no free page below 1 MiB for the AP trampoline")
+    };
+    // SAFETY: `page` is available RAM below 1 MiB per the loader's memory map (or the
+    // conventional 0x8000 without one); the kernel image is at 2 MiB and the loader's data
+    // was copied out above, so nothing else uses it.
+    let trampoline = unsafe { Trampoline::install(page, boot::page_table_root()) };
+    let init_delay = smp::init_delay_ns();
+    let mut online_ns = [0u64; percpu::MAX_CPUS];
+    let mut failures = 0usize;
+    for (index, cpu_entry) in acpi.cpus[..acpi.cpu_count].iter().enumerate() {
+        if index == bsp_index {
+            continue;
+        }
+        match smp::start_ap(index, cpu_entry.apic_id, &trampoline, tsc.hz, init_delay, u64::from(options.ap_timeout_ms)) {
+            smp::StartResult::Online { online_tsc } => {
+                online_ns[index] = time::tsc_to_ns(tsc.hz, online_tsc.wrapping_sub(entry_tsc));
+                CPUS_ONLINE.fetch_add(1, Ordering::Relaxed);
+            }
+            smp::StartResult::NoSlot => failures += 1,
+            smp::StartResult::Timeout { reached_trampoline } => {
+                failures += 1;
+                println!(
+                    "HPETWD error kind=cpu-start detail={}",
+                    Quoted(if reached_trampoline {
+                        "an application processor reached the trampoline but never came online"
+                    } else {
+                        "an application processor never answered INIT-SIPI-SIPI"
+                    })
+                );
+            }
+        }
+    }
+    let all_online_ns = time::tsc_to_ns(tsc.hz, cpu::rdtsc().wrapping_sub(entry_tsc));
+
+    // ---- Settle: let every CPU's timer run, then count ticks ----
+    let mut ticks_before = [0u64; percpu::MAX_CPUS];
+    for (index, before) in ticks_before[..acpi.cpu_count].iter_mut().enumerate() {
+        *before = percpu::get(index).map_or(0, |c| c.ticks.load(Ordering::Relaxed));
+    }
+    if options.fault != FaultKind::None {
+        request_fault(options.fault, options.fault_cpu, bsp_index, acpi.cpu_count);
+    }
+    cpu::delay_ns(tsc.hz, u64::from(options.settle_ms) * 1_000_000);
+
+    // Read every count first, then print: printing takes guest time, which would otherwise
+    // lengthen the window of the CPUs printed last.
+    let mut ticks_during = [0u64; percpu::MAX_CPUS];
+    for (index, during) in ticks_during[..acpi.cpu_count].iter_mut().enumerate() {
+        let now = percpu::get(index).map_or(0, |c| c.ticks.load(Ordering::Relaxed));
+        *during = now.wrapping_sub(ticks_before[index]);
+    }
+    let mut silent_timers = 0usize;
+    for (index, cpu_entry) in acpi.cpus[..acpi.cpu_count].iter().enumerate() {
+        let Some(data) = percpu::get(index) else { continue };
+        let online = data.online.load(Ordering::Acquire);
+        let ticks = ticks_during[index];
+        if online && ticks == 0 && options.settle_ms > 0 {
+            silent_timers += 1;
+        }
+        if online {
+            println!(
+                "HPETWD cpu index={index} apic_id={} madt_apic_id={} x2apic={} bsp={} online=1 ticks={ticks} online_ns={}",
+                data.apic_id.load(Ordering::Relaxed),
+                cpu_entry.apic_id,
+                u8::from(data.x2apic.load(Ordering::Relaxed)),
+                u8::from(index == bsp_index),
+                online_ns[index]
+            );
+        } else {
+            println!(
+                "HPETWD cpu index={index} madt_apic_id={} bsp=0 online=0",
+                cpu_entry.apic_id
+            );
+        }
+    }
+    let (online, expected) = cpu_counts();
+    println!(
+        "HPETWD smp online={online} expected={expected} all_online_ns={all_online_ns} init_delay_ns={init_delay}"
+    );
+    if failures > 0 || online < expected {
+        finish(Outcome::Fail, online, expected, "not every enabled CPU came online");
+    }
+    if silent_timers > 0 {
+        finish(Outcome::Fail, online, expected, "a CPU's LAPIC timer never ticked");
+    }
+    finish(Outcome::Pass, online, expected, "")
+}
+
+/// Arranges for `fault_cpu` to raise `kind`: at once on the boot CPU, or from an AP's idle
+/// loop.
+fn request_fault(kind: FaultKind, fault_cpu: u32, bsp_index: usize, cpu_count: usize) {
+    if fault_cpu as usize >= cpu_count {
+        fail_with("bad-option-value", "fault_cpu names a CPU the MADT does not list");
+    }
+    if fault_cpu as usize == bsp_index {
+        raise_fault(kind);
+    }
+    FAULT_KIND.store(kind as u32, Ordering::Relaxed);
+    FAULT_CPU.store(fault_cpu, Ordering::Release);
+}
+
+/// Raises the deliberate exception (`fault=` boot option).
+fn raise_fault(kind: FaultKind) {
+    match kind {
+        FaultKind::None => {}
+        // An address above the 4 GiB identity map (PDPT entry 7) is not present.
+        // SAFETY: the read faults (#PF) before it can read anything; that is the point.
+        FaultKind::PageFault => unsafe {
+            core::ptr::read_volatile(0x0000_0001_dead_0000 as *const u64);
+        },
+        // SAFETY: a non-canonical address raises #GP before any access.
+        FaultKind::GeneralProtection => unsafe {
+            core::ptr::read_volatile(0x8000_0000_0000_0000 as *const u64);
+        },
+        // SAFETY: UD2 raises #UD; nothing else happens.
+        FaultKind::InvalidOpcode => unsafe { core::arch::asm!("ud2") },
+        // SAFETY: dividing by zero raises #DE; the registers are declared clobbered.
+        FaultKind::DivideError => unsafe {
+            core::arch::asm!("xor edx, edx", "xor ecx, ecx", "div ecx", out("eax") _, out("ecx") _, out("edx") _)
+        },
+        // SAFETY: INT3 raises #BP; the handler ends the run.
+        FaultKind::Breakpoint => unsafe { core::arch::asm!("int3") },
+    }
+}
+
+fn fault_kind_from(value: u32) -> FaultKind {
+    [
+        FaultKind::None,
+        FaultKind::PageFault,
+        FaultKind::InvalidOpcode,
+        FaultKind::GeneralProtection,
+        FaultKind::DivideError,
+        FaultKind::Breakpoint,
+    ]
+    .into_iter()
+    .find(|k| *k as u32 == value)
+    .unwrap_or(FaultKind::None)
+}
+
+/// An application processor's entry from the trampoline (`ap_entry64`), on its own stack.
+#[unsafe(no_mangle)]
+extern "C" fn ap_main() -> ! {
+    let index = smp::AP_INDEX.load(Ordering::Acquire) as usize;
+    let Some(slot) = smp::PENDING_SLOT.take() else { cpu::halt_forever() };
+    // SAFETY: the slot was taken for this CPU alone and lives forever.
+    unsafe { gdt::load(slot.tables, slot.ist_tops) };
+    idt::load();
+    percpu::set_current(index);
+    lapic::enable(VECTOR_SPURIOUS);
+    lapic::set_error_vector(VECTOR_ERROR);
+    let Some(me) = percpu::get(index) else { cpu::halt_forever() };
+    me.apic_id.store(lapic::id(), Ordering::Relaxed);
+    me.x2apic.store(lapic::cpu_in_x2apic_mode(), Ordering::Relaxed);
+    lapic::timer_start_periodic(VECTOR_TIMER, TIMER_INITIAL_COUNT.load(Ordering::Relaxed));
+    me.online.store(true, Ordering::Release);
+    loop {
+        if FAULT_CPU.load(Ordering::Acquire) == index as u32 {
+            raise_fault(fault_kind_from(FAULT_KIND.load(Ordering::Relaxed)));
+        }
+        cpu::enable_interrupts_and_halt();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    cpu::disable_interrupts();
+    let mut detail = ReasonBuf::new();
+    let _ = core::fmt::write(&mut detail, format_args!("kernel panic: {}", info.message()));
+    if let Some(location) = info.location() {
+        let _ = core::fmt::write(&mut detail, format_args!(" at {}:{}", location.file(), location.line()));
+    }
+    println_forced!("HPETWD error kind=panic detail={}", Quoted(detail.as_str()));
+    let (online, expected) = cpu_counts();
+    finish(Outcome::Error, online, expected, detail.as_str())
+}

@@ -1,0 +1,265 @@
+//! Acceptance tests of the kernel foundation: the kernel is built by this crate's build
+//! script, written out by `hpetctl build`, and booted in a real QEMU (TCG, `-icount`, so guest
+//! time is deterministic) by `hpetctl run --json`.
+//!
+//! Expected values come from outside the kernel: APIC IDs from QEMU's topology rules
+//! (computed here, see `qemu_apic_ids`), QEMU's exit status from isa-debug-exit, the clock
+//! rates QEMU's TCG gives its TSC and local APIC timer under icount, and the tick count from
+//! the boot options' own arithmetic.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const HPETCTL: &str = env!("CARGO_BIN_EXE_hpetctl");
+
+/// Builds the images once per test binary.
+fn images() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("hpetwd-boot-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new(HPETCTL).arg("build").arg("-o").arg(&dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "hpetctl build failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for file in ["hpetwd.elf", "hpetwd.iso"] {
+            let meta = std::fs::metadata(dir.join(file)).unwrap();
+            assert!(meta.len() > 0, "{file} is empty");
+        }
+        dir
+    })
+}
+
+fn elf() -> PathBuf {
+    images().join("hpetwd.elf")
+}
+
+fn iso() -> PathBuf {
+    images().join("hpetwd.iso")
+}
+
+fn hpetctl(args: &[&str]) -> Output {
+    Command::new(HPETCTL).args(args).output().expect("hpetctl runs")
+}
+
+/// `hpetctl run IMAGE --json ARGS...`, parsed.
+fn run_json(image: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["run", image.to_str().unwrap(), "--json"];
+    all.extend_from_slice(args);
+    let out = hpetctl(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "hpetctl run did not print one JSON document ({e}); status {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// QEMU's x86 APIC ID for each logical CPU index, from its topology rules
+/// (include/hw/i386/topology.h, `x86_apicid_from_cpu_idx`): each level takes
+/// ceil(log2(count)) bits, threads lowest, then cores, modules, dies, sockets.
+fn qemu_apic_ids(cpus: u32, dies: u32, modules: u32, cores: u32, threads: u32) -> Vec<u32> {
+    let bits = |n: u32| if n <= 1 { 0 } else { 32 - (n - 1).leading_zeros() };
+    let core_offset = bits(threads);
+    let module_offset = core_offset + bits(cores);
+    let die_offset = module_offset + bits(modules);
+    let pkg_offset = die_offset + bits(dies);
+    (0..cpus)
+        .map(|idx| {
+            let smt = idx % threads;
+            let core = (idx / threads) % cores;
+            let module = (idx / (threads * cores)) % modules;
+            let die = (idx / (threads * cores * modules)) % dies;
+            let pkg = idx / (threads * cores * modules * dies);
+            (pkg << pkg_offset) | (die << die_offset) | (module << module_offset) | (core << core_offset) | smt
+        })
+        .collect()
+}
+
+/// Checks a passing boot: every CPU online with the APIC ID it read itself equal to the
+/// expected one, in the expected mode, and with its LAPIC timer ticking at the configured
+/// rate.
+fn assert_boot(report: &Value, expected_ids: &[u32], x2apic: bool) {
+    assert_eq!(report["result"], "pass", "report: {report:#}");
+    let n = expected_ids.len() as u64;
+    assert_eq!(report["cpus_online"], n);
+    assert_eq!(report["cpus_expected"], n);
+    assert_eq!(report["apic_mode"], if x2apic { "x2apic" } else { "xapic" });
+    let cpus = report["cpus"].as_array().expect("cpus array");
+    assert_eq!(cpus.len(), expected_ids.len());
+    for (i, (cpu, expected)) in cpus.iter().zip(expected_ids).enumerate() {
+        assert_eq!(cpu["index"], i as u64);
+        assert_eq!(cpu["online"], true, "cpu {i}");
+        assert_eq!(cpu["apic_id"], u64::from(*expected), "cpu {i} read APIC ID {}, QEMU's topology gives {expected}", cpu["apic_id"]);
+        assert_eq!(cpu["x2apic"], x2apic, "cpu {i} mode");
+        assert_eq!(cpu["bsp"], i == 0, "cpu {i} bsp flag");
+        // settle_ms=100 at tick_us=10000 (the defaults): 10 ticks, ±2 for phase and
+        // icount's granularity.
+        let ticks = cpu["ticks"].as_u64().expect("ticks");
+        assert!((8..=12).contains(&ticks), "cpu {i} took {ticks} timer ticks in 100 ms at a 10 ms tick");
+    }
+}
+
+/// Under TCG with -icount, QEMU's TSC counts virtual nanoseconds (1 GHz) and its local APIC
+/// timer input runs at 1 GHz (APIC bus cycle 1 ns), so 62.5 MHz after the divide-by-16.
+fn assert_clocks(report: &Value) {
+    let tsc = report["tsc_hz"].as_f64().expect("tsc_hz");
+    assert!((tsc / 1e9 - 1.0).abs() < 0.01, "TSC {tsc} Hz, QEMU's icount TSC is 1 GHz");
+}
+
+#[test]
+fn pvh_boots_one_cpu() {
+    let report = run_json(&elf(), &["--smp", "1"]);
+    assert_boot(&report, &[0], false);
+    assert_clocks(&report);
+    assert_eq!(report["boot"]["via"], "pvh");
+    assert_eq!(report["qemu"]["exit_status"], 33, "isa-debug-exit status for pass");
+}
+
+#[test]
+fn pvh_boots_two_cpus() {
+    assert_boot(&run_json(&elf(), &["--smp", "2"]), &qemu_apic_ids(2, 1, 1, 2, 1), false);
+}
+
+#[test]
+fn pvh_boots_eight_cpus() {
+    assert_boot(&run_json(&elf(), &["--smp", "8"]), &qemu_apic_ids(8, 1, 1, 8, 1), false);
+}
+
+#[test]
+fn pvh_boots_sixty_four_cpus() {
+    assert_boot(&run_json(&elf(), &["--smp", "64"]), &qemu_apic_ids(64, 1, 1, 64, 1), false);
+}
+
+#[test]
+fn topology_with_apic_id_gaps() {
+    // 2 sockets of 3 cores: cores take 2 bits, so the IDs are 0,1,2 and 4,5,6.
+    let expected = qemu_apic_ids(6, 1, 1, 3, 1);
+    assert_eq!(expected, [0, 1, 2, 4, 5, 6]);
+    assert_boot(&run_json(&elf(), &["--smp", "6,sockets=2,cores=3"]), &expected, false);
+}
+
+#[test]
+fn x2apic_mode_when_the_cpu_offers_it() {
+    let report = run_json(&elf(), &["--smp", "4", "--cpu", "qemu64,+x2apic"]);
+    assert_boot(&report, &qemu_apic_ids(4, 1, 1, 4, 1), true);
+    assert_clocks(&report);
+}
+
+#[test]
+fn xapic_when_asked_even_if_x2apic_is_offered() {
+    let report = run_json(&elf(), &["--smp", "2", "--cpu", "qemu64,+x2apic", "--append", "x2apic=off"]);
+    assert_boot(&report, &[0, 1], false);
+}
+
+#[test]
+fn three_hundred_cpus_with_apic_ids_above_255() {
+    let report = run_json(&elf(), &["--smp", "300", "--cpu", "qemu64,+x2apic", "--timeout", "600"]);
+    let expected = qemu_apic_ids(300, 1, 1, 300, 1);
+    assert!(expected.iter().any(|&id| id > 255));
+    assert_boot(&report, &expected, true);
+}
+
+#[test]
+fn iso_boots_under_seabios() {
+    let report = run_json(&iso(), &["--smp", "2", "--firmware", "bios"]);
+    assert_boot(&report, &[0, 1], false);
+    assert_eq!(report["boot"]["via"], "multiboot2");
+    assert_eq!(report["qemu"]["exit_status"], 33);
+}
+
+#[test]
+fn iso_boots_under_ovmf() {
+    let report = run_json(&iso(), &["--smp", "2", "--firmware", "uefi", "--timeout", "300"]);
+    assert_boot(&report, &[0, 1], false);
+    assert_eq!(report["boot"]["via"], "multiboot2");
+}
+
+/// A deliberate page fault: the report names vector 14 and the faulting address, and QEMU
+/// exits with the error status (isa-debug-exit 0x12 -> 37).
+#[test]
+fn deliberate_page_fault_is_reported_with_the_error_status() {
+    let report = run_json(&elf(), &["--smp", "2", "--append", "fault=page-fault"]);
+    assert_eq!(report["result"], "error", "report: {report:#}");
+    assert_eq!(report["qemu"]["exit_status"], 37);
+    let exception = &report["exception"];
+    assert_eq!(exception["vector"], 14, "exception: {exception:#}");
+    assert_eq!(exception["name"], "page-fault");
+    // docs/cmdline.md: fault=page-fault reads 0x1dead0000, above the 4 GiB identity map.
+    assert_eq!(exception["cr2"], "0x1dead0000");
+    assert_eq!(exception["cpu"], 0);
+}
+
+#[test]
+fn deliberate_fault_on_an_application_processor() {
+    let report = run_json(&elf(), &["--smp", "4", "--append", "fault=invalid-opcode fault_cpu=3"]);
+    assert_eq!(report["result"], "error", "report: {report:#}");
+    assert_eq!(report["exception"]["vector"], 6);
+    assert_eq!(report["exception"]["cpu"], 3);
+    assert_eq!(report["exception"]["apic_id"], 3);
+    assert_eq!(report["qemu"]["exit_status"], 37);
+}
+
+#[test]
+fn unknown_boot_option_is_an_error() {
+    let report = run_json(&elf(), &["--smp", "1", "--append", "frobnicate=1"]);
+    assert_eq!(report["result"], "error", "report: {report:#}");
+    assert_eq!(report["qemu"]["exit_status"], 37);
+    let errors = report["errors"].as_array().expect("errors array");
+    assert!(
+        errors.iter().any(|e| e["kind"] == "unknown-option"
+            && e["detail"].as_str().unwrap_or("").contains("frobnicate")),
+        "errors: {errors:#?}"
+    );
+}
+
+#[test]
+fn run_refuses_a_file_that_is_not_a_kernel_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("notes.txt");
+    std::fs::write(&bogus, "just some text, not a kernel\n").unwrap();
+    let out = hpetctl(&["run", bogus.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "exit status for an unusable image");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("notes.txt"), "the error names the file: {stderr}");
+    assert!(stderr.to_lowercase().contains("not a kernel image") || stderr.contains("ELF"), "{stderr}");
+
+    // The host's own /bin/true is an ELF, but not a bootable kernel (no PVH note).
+    let out = hpetctl(&["run", "/bin/true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PVH"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `--accel kvm` boots where KVM works. Where /dev/kvm is missing, or present but unusable
+/// (nested KVM that cannot emulate SSE after an MMIO exit, see docs/testing.md), a canary
+/// boot finds out and the test says loudly that it skipped, and why.
+#[test]
+fn kvm_boot_where_kvm_is_usable() {
+    if !Path::new("/dev/kvm").exists() {
+        eprintln!("\n*** SKIPPED kvm_boot_where_kvm_is_usable: /dev/kvm does not exist on this machine ***\n");
+        return;
+    }
+    let report = run_json(&elf(), &["--smp", "2", "--accel", "kvm", "--timeout", "60"]);
+    if report["result"] == "pass" {
+        assert_boot(&report, &[0, 1], false);
+        return;
+    }
+    let reason = report["reason"].as_str().unwrap_or("").to_string();
+    let stderr = report["qemu"]["stderr"].as_str().unwrap_or("").to_string();
+    let unusable = ["emulation failure", "KVM internal error", "failed to set MSR", "Could not access KVM", "Permission denied"];
+    if unusable.iter().any(|s| stderr.contains(s) || reason.contains(s)) {
+        eprintln!(
+            "\n*** SKIPPED kvm_boot_where_kvm_is_usable: /dev/kvm exists but KVM cannot run the kernel here ***\n*** reason: {reason}\n*** QEMU said: {} ***\n",
+            stderr.lines().find(|l| unusable.iter().any(|s| l.contains(s))).unwrap_or("").trim()
+        );
+        return;
+    }
+    panic!("KVM boot failed for a reason that is not a known unusable-KVM symptom: {report:#}");
+}

@@ -33,7 +33,9 @@ fn physical(address: u64, len: usize) -> Option<&'static [u8]> {
 /// Reads a whole table at `address`, trusting its header's length only up to the limit.
 fn table_at(address: u64) -> Result<&'static [u8], &'static str> {
     let header = physical(address, HEADER_LEN).ok_or("table outside the mapped 4 GiB")?;
-    let length = SdtHeader::parse(header).map_err(|_| "unreadable table header")?.length as usize;
+    let length = SdtHeader::parse(header)
+        .map_err(|_| "unreadable table header")?
+        .length as usize;
     if !(HEADER_LEN..=MAX_TABLE_LEN).contains(&length) {
         return Err("table length out of range");
     }
@@ -86,6 +88,8 @@ pub struct Acpi {
     pub max_apic_id: u32,
     pub lapic_address: u64,
     pub ioapic_count: usize,
+    /// The MADT walk stopped at a malformed entry.
+    pub madt_truncated: bool,
     pub hpet: Option<HpetTable>,
     pub dmar: Option<acpi_probe::dmar::DmarFlags>,
 }
@@ -107,11 +111,17 @@ pub fn scan_bios_area() -> Option<RsdpLocation> {
         if base < 0x400 || base + len as u64 > 0x10_0000 {
             continue;
         }
-        let Some(area) = physical(base, len) else { continue };
+        let Some(area) = physical(base, len) else {
+            continue;
+        };
         if let Some(offset) = acpi_probe::rsdp::scan(area) {
             let address = base + offset as u64;
             let bytes = physical(address, Rsdp::LEN_V2.min(len - offset))?;
-            return Some(RsdpLocation { address, bytes, source: RsdpSource::BiosScan });
+            return Some(RsdpLocation {
+                address,
+                bytes,
+                source: RsdpSource::BiosScan,
+            });
         }
     }
     None
@@ -120,17 +130,26 @@ pub fn scan_bios_area() -> Option<RsdpLocation> {
 /// The RSDP at a physical address given by the boot loader.
 pub fn rsdp_at(address: u64, source: RsdpSource) -> Option<RsdpLocation> {
     let bytes = physical(address, Rsdp::LEN_V2)?;
-    Some(RsdpLocation { address, bytes, source })
+    Some(RsdpLocation {
+        address,
+        bytes,
+        source,
+    })
 }
 
 /// An RSDP handed over as a copy (multiboot2 ACPI tags).
 pub fn rsdp_copy(bytes: &'static [u8], address: u64, source: RsdpSource) -> RsdpLocation {
-    RsdpLocation { address, bytes, source }
+    RsdpLocation {
+        address,
+        bytes,
+        source,
+    }
 }
 
 /// Reads the root table and the MADT, HPET and DMAR tables.
 pub fn discover(location: RsdpLocation) -> Result<Acpi, &'static str> {
-    let rsdp = Rsdp::parse(location.bytes).map_err(|_| "RSDP is invalid (signature or checksum)")?;
+    let rsdp =
+        Rsdp::parse(location.bytes).map_err(|_| "RSDP is invalid (signature or checksum)")?;
     let root_address = match rsdp.xsdt_address {
         Some(xsdt) => xsdt,
         None => u64::from(rsdp.rsdt_address),
@@ -153,13 +172,18 @@ pub fn discover(location: RsdpLocation) -> Result<Acpi, &'static str> {
         max_apic_id: 0,
         lapic_address: 0xfee0_0000,
         ioapic_count: 0,
+        madt_truncated: false,
         hpet: None,
         dmar: None,
     };
     let mut madt_bytes = None;
     for address in root.entries() {
-        let Ok(bytes) = table_at(address) else { continue };
-        let Ok(table) = Table::new(bytes) else { continue };
+        let Ok(bytes) = table_at(address) else {
+            continue;
+        };
+        let Ok(table) = Table::new(bytes) else {
+            continue;
+        };
         let signature = table.header().signature;
         if let Some(slot) = acpi.signatures.get_mut(acpi.table_count) {
             *slot = signature;
@@ -173,17 +197,27 @@ pub fn discover(location: RsdpLocation) -> Result<Acpi, &'static str> {
         }
         match &signature {
             b"APIC" if madt_bytes.is_none() => madt_bytes = Some(table.bytes()),
-            // The first HPET table describes HPET number 0, the one the kernel uses.
+            // The first HPET table in root-table order is the one used (its HPET number
+            // need not be 0; some firmware lists the same block twice); the MMIO
+            // capability register, read later, is the truth about its timers.
             b"HPET" if acpi.hpet.is_none() => acpi.hpet = HpetTable::parse(table.bytes()).ok(),
-            b"DMAR" if acpi.dmar.is_none() => acpi.dmar = Dmar::parse(table.bytes()).ok().map(|d| d.flags),
+            b"DMAR" if acpi.dmar.is_none() => {
+                acpi.dmar = Dmar::parse(table.bytes()).ok().map(|d| d.flags)
+            }
             _ => {}
         }
     }
     let madt = Madt::parse(madt_bytes.ok_or("no MADT (APIC table): cannot find the CPUs")?)
         .map_err(|_| "MADT is invalid")?;
     acpi.lapic_address = u64::from(madt.local_apic_address);
+    // A malformed entry ends the walk; what came before it is used (as Linux does) and the
+    // truncation is reported.
     for entry in madt.entries() {
-        match entry.map_err(|_| "MADT has a malformed entry")? {
+        let Ok(entry) = entry else {
+            acpi.madt_truncated = true;
+            break;
+        };
+        match entry {
             acpi_probe::madt::MadtEntry::IoApic { .. } => acpi.ioapic_count += 1,
             acpi_probe::madt::MadtEntry::LocalApicAddressOverride { address } => {
                 acpi.lapic_address = address
@@ -192,7 +226,7 @@ pub fn discover(location: RsdpLocation) -> Result<Acpi, &'static str> {
         }
     }
     for processor in madt.processors() {
-        let processor = processor.map_err(|_| "MADT has a malformed processor entry")?;
+        let Ok(processor) = processor else { break };
         // Only enabled processors are started; online-capable ones are hot-plug slots.
         if !processor.enabled {
             if !processor.online_capable {
@@ -202,12 +236,17 @@ pub fn discover(location: RsdpLocation) -> Result<Acpi, &'static str> {
         }
         // A firmware listing the same APIC ID twice (in a type 0 and a type 9 entry) means
         // one CPU.
-        if acpi.cpus[..acpi.cpu_count].iter().any(|c| c.apic_id == processor.apic_id) {
+        if acpi.cpus[..acpi.cpu_count]
+            .iter()
+            .any(|c| c.apic_id == processor.apic_id)
+        {
             continue;
         }
         match acpi.cpus.get_mut(acpi.cpu_count) {
             Some(slot) => {
-                *slot = CpuEntry { apic_id: processor.apic_id };
+                *slot = CpuEntry {
+                    apic_id: processor.apic_id,
+                };
                 acpi.cpu_count += 1;
                 acpi.max_apic_id = acpi.max_apic_id.max(processor.apic_id);
             }

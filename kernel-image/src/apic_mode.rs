@@ -93,24 +93,76 @@ mod tests {
 
     #[test]
     fn auto_follows_the_rules() {
-        assert_eq!(decide(PLAIN, X2apicOption::Auto), Ok(ApicMode::X2Apic("cpu-offers-x2apic")));
-        let no_x2 = ApicFacts { cpu_has_x2apic: false, ..PLAIN };
-        assert_eq!(decide(no_x2, X2apicOption::Auto), Ok(ApicMode::XApic("cpu-lacks-x2apic")));
-        let opt_out = ApicFacts { dmar_opt_out: true, ..PLAIN };
-        assert_eq!(decide(opt_out, X2apicOption::Auto), Ok(ApicMode::XApic("dmar-opt-out")));
-        let big = ApicFacts { dmar_opt_out: true, max_apic_id: 300, ..PLAIN };
-        assert_eq!(decide(big, X2apicOption::Auto), Ok(ApicMode::X2Apic("apic-id-above-255")));
-        let fw = ApicFacts { dmar_opt_out: true, firmware_enabled_x2apic: true, ..PLAIN };
-        assert_eq!(decide(fw, X2apicOption::Auto), Ok(ApicMode::X2Apic("firmware-x2apic")));
+        assert_eq!(
+            decide(PLAIN, X2apicOption::Auto),
+            Ok(ApicMode::X2Apic("cpu-offers-x2apic"))
+        );
+        let no_x2 = ApicFacts {
+            cpu_has_x2apic: false,
+            ..PLAIN
+        };
+        assert_eq!(
+            decide(no_x2, X2apicOption::Auto),
+            Ok(ApicMode::XApic("cpu-lacks-x2apic"))
+        );
+        let opt_out = ApicFacts {
+            dmar_opt_out: true,
+            ..PLAIN
+        };
+        assert_eq!(
+            decide(opt_out, X2apicOption::Auto),
+            Ok(ApicMode::XApic("dmar-opt-out"))
+        );
+        let big = ApicFacts {
+            dmar_opt_out: true,
+            max_apic_id: 300,
+            ..PLAIN
+        };
+        assert_eq!(
+            decide(big, X2apicOption::Auto),
+            Ok(ApicMode::X2Apic("apic-id-above-255"))
+        );
+        let fw = ApicFacts {
+            dmar_opt_out: true,
+            firmware_enabled_x2apic: true,
+            ..PLAIN
+        };
+        assert_eq!(
+            decide(fw, X2apicOption::Auto),
+            Ok(ApicMode::X2Apic("firmware-x2apic"))
+        );
     }
 
     #[test]
     fn options_cannot_break_requirements() {
-        let big = ApicFacts { max_apic_id: 256, ..PLAIN };
+        let big = ApicFacts {
+            max_apic_id: 256,
+            ..PLAIN
+        };
         assert!(decide(big, X2apicOption::Off).is_err());
-        assert!(decide(ApicFacts { cpu_has_x2apic: false, ..PLAIN }, X2apicOption::On).is_err());
-        assert!(decide(ApicFacts { cpu_has_x2apic: false, ..big }, X2apicOption::Auto).is_err());
-        assert_eq!(decide(PLAIN, X2apicOption::Off), Ok(ApicMode::XApic("option")));
-        assert_eq!(decide(PLAIN, X2apicOption::On), Ok(ApicMode::X2Apic("option")));
+        assert!(decide(
+            ApicFacts {
+                cpu_has_x2apic: false,
+                ..PLAIN
+            },
+            X2apicOption::On
+        )
+        .is_err());
+        assert!(decide(
+            ApicFacts {
+                cpu_has_x2apic: false,
+                ..big
+            },
+            X2apicOption::Auto
+        )
+        .is_err());
+        assert_eq!(
+            decide(PLAIN, X2apicOption::Off),
+            Ok(ApicMode::XApic("option"))
+        );
+        assert_eq!(
+            decide(PLAIN, X2apicOption::On),
+            Ok(ApicMode::X2Apic("option"))
+        );
     }
 }

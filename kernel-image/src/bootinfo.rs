@@ -28,11 +28,19 @@ pub const MULTIBOOT2_MAX_INFO_LEN: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BootInfoError {
     /// The structure is shorter than its fixed part.
-    Truncated { what: &'static str, need: usize, have: usize },
+    Truncated {
+        what: &'static str,
+        need: usize,
+        have: usize,
+    },
     /// The magic number does not match the protocol.
     BadMagic { what: &'static str, found: u32 },
     /// A multiboot2 tag's size is smaller than its header or runs past the structure.
-    BadTag { offset: usize, tag_type: u32, size: u32 },
+    BadTag {
+        offset: usize,
+        tag_type: u32,
+        size: u32,
+    },
     /// A field carries a value the protocol does not allow.
     BadField { what: &'static str, value: u64 },
 }
@@ -44,7 +52,11 @@ impl fmt::Display for BootInfoError {
                 write!(f, "{what}: {have} bytes, need at least {need}")
             }
             Self::BadMagic { what, found } => write!(f, "{what}: bad magic {found:#x}"),
-            Self::BadTag { offset, tag_type, size } => write!(
+            Self::BadTag {
+                offset,
+                tag_type,
+                size,
+            } => write!(
                 f,
                 "multiboot2 tag at offset {offset:#x} (type {tag_type}) has bad size {size}"
             ),
@@ -109,9 +121,16 @@ impl Default for MemoryMap {
 impl MemoryMap {
     /// An empty map.
     pub const fn new() -> Self {
-        const EMPTY: MemoryRegion =
-            MemoryRegion { base: 0, length: 0, kind: MemoryKind::Reserved(0) };
-        Self { regions: [EMPTY; MAX_MEMORY_REGIONS], len: 0, dropped: 0 }
+        const EMPTY: MemoryRegion = MemoryRegion {
+            base: 0,
+            length: 0,
+            kind: MemoryKind::Reserved(0),
+        };
+        Self {
+            regions: [EMPTY; MAX_MEMORY_REGIONS],
+            len: 0,
+            dropped: 0,
+        }
     }
 
     /// Adds a region; beyond [`MAX_MEMORY_REGIONS`] it is counted in [`Self::dropped`].
@@ -137,11 +156,15 @@ impl MemoryMap {
 
     /// Whether `[base, base + len)` lies wholly inside one available region.
     pub fn is_available(&self, base: u64, len: u64) -> bool {
-        let Some(end) = base.checked_add(len) else { return false };
+        let Some(end) = base.checked_add(len) else {
+            return false;
+        };
         self.regions().iter().any(|r| {
             r.kind == MemoryKind::Available
                 && r.base <= base
-                && r.base.checked_add(r.length).is_some_and(|r_end| end <= r_end)
+                && r.base
+                    .checked_add(r.length)
+                    .is_some_and(|r_end| end <= r_end)
         })
     }
 
@@ -182,10 +205,17 @@ pub struct PvhStartInfo {
 
 /// Parses `hvm_start_info`. Version 0 has no memory map (its fields read as zero).
 pub fn parse_pvh_start_info(bytes: &[u8]) -> Result<PvhStartInfo, BootInfoError> {
-    let truncated = |need| BootInfoError::Truncated { what: "PVH start info", need, have: bytes.len() };
+    let truncated = |need| BootInfoError::Truncated {
+        what: "PVH start info",
+        need,
+        have: bytes.len(),
+    };
     let magic = u32_at(bytes, 0).ok_or(truncated(40))?;
     if magic != PVH_MAGIC {
-        return Err(BootInfoError::BadMagic { what: "PVH start info", found: magic });
+        return Err(BootInfoError::BadMagic {
+            what: "PVH start info",
+            found: magic,
+        });
     }
     let version = u32_at(bytes, 4).ok_or(truncated(40))?;
     let cmdline_paddr = u64_at(bytes, 24).ok_or(truncated(40))?;
@@ -197,7 +227,13 @@ pub fn parse_pvh_start_info(bytes: &[u8]) -> Result<PvhStartInfo, BootInfoError>
     } else {
         (0, 0)
     };
-    Ok(PvhStartInfo { version, cmdline_paddr, rsdp_paddr, memmap_paddr, memmap_entries })
+    Ok(PvhStartInfo {
+        version,
+        cmdline_paddr,
+        rsdp_paddr,
+        memmap_paddr,
+        memmap_entries,
+    })
 }
 
 /// Parses a PVH memory map (`memmap_entries` entries of 24 bytes) into `map`.
@@ -206,7 +242,11 @@ pub fn parse_pvh_memmap(bytes: &[u8], map: &mut MemoryMap) {
         if let (Some(base), Some(length), Some(kind)) =
             (u64_at(entry, 0), u64_at(entry, 8), u32_at(entry, 16))
         {
-            map.push(MemoryRegion { base, length, kind: MemoryKind::from_e820(kind) });
+            map.push(MemoryRegion {
+                base,
+                length,
+                kind: MemoryKind::from_e820(kind),
+            });
         }
     }
 }
@@ -240,7 +280,10 @@ pub fn multiboot2_total_size(header: &[u8]) -> Result<usize, BootInfoError> {
     })?;
     let size = size as usize;
     if !(16..=MULTIBOOT2_MAX_INFO_LEN).contains(&size) {
-        return Err(BootInfoError::BadField { what: "multiboot2 total_size", value: size as u64 });
+        return Err(BootInfoError::BadField {
+            what: "multiboot2 total_size",
+            value: size as u64,
+        });
     }
     Ok(size)
 }
@@ -261,12 +304,22 @@ pub fn parse_multiboot2<'a>(
     while offset < total {
         let (Some(tag_type), Some(size)) = (u32_at(bytes, offset), u32_at(bytes, offset + 4))
         else {
-            return Err(BootInfoError::BadTag { offset, tag_type: 0, size: 0 });
+            return Err(BootInfoError::BadTag {
+                offset,
+                tag_type: 0,
+                size: 0,
+            });
         };
         let end = offset.checked_add(size as usize);
         let body = match end {
             Some(end) if size >= 8 && end <= total => &bytes[offset + 8..end],
-            _ => return Err(BootInfoError::BadTag { offset, tag_type, size }),
+            _ => {
+                return Err(BootInfoError::BadTag {
+                    offset,
+                    tag_type,
+                    size,
+                })
+            }
         };
         match tag_type {
             tag::END => return Ok(info),
@@ -285,7 +338,10 @@ pub fn parse_multiboot2<'a>(
             None => break,
         };
     }
-    Err(BootInfoError::BadField { what: "multiboot2 end tag missing", value: total as u64 })
+    Err(BootInfoError::BadField {
+        what: "multiboot2 end tag missing",
+        value: total as u64,
+    })
 }
 
 fn parse_multiboot2_mmap(body: &[u8], map: &mut MemoryMap) -> Result<(), BootInfoError> {
@@ -304,7 +360,11 @@ fn parse_multiboot2_mmap(body: &[u8], map: &mut MemoryMap) -> Result<(), BootInf
         if let (Some(base), Some(length), Some(kind)) =
             (u64_at(entry, 0), u64_at(entry, 8), u32_at(entry, 16))
         {
-            map.push(MemoryRegion { base, length, kind: MemoryKind::from_e820(kind) });
+            map.push(MemoryRegion {
+                base,
+                length,
+                kind: MemoryKind::from_e820(kind),
+            });
         }
     }
     Ok(())
@@ -351,7 +411,10 @@ mod tests {
     fn pvh_start_info_rejects_bad_magic_and_every_truncation() {
         let mut bad = pvh(1);
         bad[0] ^= 1;
-        assert!(matches!(parse_pvh_start_info(&bad), Err(BootInfoError::BadMagic { .. })));
+        assert!(matches!(
+            parse_pvh_start_info(&bad),
+            Err(BootInfoError::BadMagic { .. })
+        ));
         let good = pvh(1);
         for len in 0..PVH_START_INFO_LEN - 4 {
             assert!(parse_pvh_start_info(&good[..len]).is_err(), "len {len}");
@@ -365,7 +428,7 @@ mod tests {
             b.extend_from_slice(&t.to_le_bytes());
             b.extend_from_slice(&size.to_le_bytes());
             b.extend_from_slice(body);
-            while b.len() % 8 != 0 {
+            while !b.len().is_multiple_of(8) {
                 b.push(0);
             }
         }
@@ -394,7 +457,14 @@ mod tests {
         let rsdp: Vec<u8> = (0..36).collect();
         let bytes = mb2(&[
             (tag::CMDLINE, b"exit=qemu fault=none\0".to_vec()),
-            (tag::MMAP, mmap_body(&[(0, 0x9fc00, 1), (0x9fc00, 0x400, 2), (0x100000, 0x7ee0000, 1)])),
+            (
+                tag::MMAP,
+                mmap_body(&[
+                    (0, 0x9fc00, 1),
+                    (0x9fc00, 0x400, 2),
+                    (0x100000, 0x7ee0000, 1),
+                ]),
+            ),
             (tag::ACPI_NEW, rsdp.clone()),
             (99, std::vec![1, 2, 3]),
         ]);
@@ -415,23 +485,40 @@ mod tests {
         let good = mb2(&[(tag::CMDLINE, b"x\0".to_vec())]);
         let mut map = MemoryMap::new();
         for len in 0..good.len() {
-            assert!(parse_multiboot2(&good[..len], &mut map).is_err(), "len {len}");
+            assert!(
+                parse_multiboot2(&good[..len], &mut map).is_err(),
+                "len {len}"
+            );
         }
         // A tag whose size runs past the end.
         let mut bad = good.clone();
         bad[12..16].copy_from_slice(&1000u32.to_le_bytes());
-        assert!(matches!(parse_multiboot2(&bad, &mut map), Err(BootInfoError::BadTag { .. })));
+        assert!(matches!(
+            parse_multiboot2(&bad, &mut map),
+            Err(BootInfoError::BadTag { .. })
+        ));
         // A tag smaller than its own header.
         let mut bad = good;
         bad[12..16].copy_from_slice(&4u32.to_le_bytes());
-        assert!(matches!(parse_multiboot2(&bad, &mut map), Err(BootInfoError::BadTag { .. })));
+        assert!(matches!(
+            parse_multiboot2(&bad, &mut map),
+            Err(BootInfoError::BadTag { .. })
+        ));
     }
 
     #[test]
     fn low_page_skips_reserved_memory() {
         let mut map = MemoryMap::new();
-        map.push(MemoryRegion { base: 0, length: 0x8000, kind: MemoryKind::Reserved(2) });
-        map.push(MemoryRegion { base: 0x8000, length: 0x97000, kind: MemoryKind::Available });
+        map.push(MemoryRegion {
+            base: 0,
+            length: 0x8000,
+            kind: MemoryKind::Reserved(2),
+        });
+        map.push(MemoryRegion {
+            base: 0x8000,
+            length: 0x97000,
+            kind: MemoryKind::Available,
+        });
         assert_eq!(map.find_low_page(0x1000, 0x100000), Some(0x8000));
         assert_eq!(map.find_low_page(0x1000, 0x8000), None);
     }

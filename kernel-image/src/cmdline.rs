@@ -64,7 +64,11 @@ pub enum OptionError<'a> {
     /// No option has this name.
     Unknown { word: &'a str },
     /// The option exists but the value is not one it takes.
-    BadValue { name: &'a str, value: &'a str, expected: &'static str },
+    BadValue {
+        name: &'a str,
+        value: &'a str,
+        expected: &'static str,
+    },
 }
 
 impl OptionError<'_> {
@@ -91,13 +95,22 @@ impl fmt::Display for OptionError<'_> {
     }
 }
 
-fn number<'a>(name: &'a str, value: &'a str, min: u32, max: u32, expected: &'static str)
-    -> Result<u32, OptionError<'a>> {
+fn number<'a>(
+    name: &'a str,
+    value: &'a str,
+    min: u32,
+    max: u32,
+    expected: &'static str,
+) -> Result<u32, OptionError<'a>> {
     value
         .parse::<u32>()
         .ok()
         .filter(|v| (min..=max).contains(v))
-        .ok_or(OptionError::BadValue { name, value, expected })
+        .ok_or(OptionError::BadValue {
+            name,
+            value,
+            expected,
+        })
 }
 
 /// Parses the whole command line. A first word starting with `/` is a bootloader's kernel
@@ -112,7 +125,11 @@ pub fn parse(cmdline: &str) -> Result<Options, OptionError<'_>> {
         let Some((name, value)) = word.split_once('=') else {
             return Err(OptionError::Unknown { word });
         };
-        let bad = |expected| OptionError::BadValue { name, value, expected };
+        let bad = |expected| OptionError::BadValue {
+            name,
+            value,
+            expected,
+        };
         match name {
             "exit" => {
                 options.exit = match value {
@@ -194,17 +211,37 @@ mod tests {
             .unwrap();
         assert_eq!(o.exit, ExitOption::Qemu);
         assert_eq!(o.x2apic, X2apicOption::Off);
-        assert_eq!((o.tick_us, o.settle_ms, o.fault_cpu, o.ap_timeout_ms), (500, 250, 3, 20));
+        assert_eq!(
+            (o.tick_us, o.settle_ms, o.fault_cpu, o.ap_timeout_ms),
+            (500, 250, 3, 20)
+        );
         assert_eq!(o.fault, FaultKind::PageFault);
     }
 
     #[test]
     fn unknown_and_bad_words_are_errors() {
-        assert_eq!(parse("exit=qemu frobnicate=1"), Err(OptionError::Unknown { word: "frobnicate=1" }));
+        assert_eq!(
+            parse("exit=qemu frobnicate=1"),
+            Err(OptionError::Unknown {
+                word: "frobnicate=1"
+            })
+        );
         assert_eq!(parse("quiet"), Err(OptionError::Unknown { word: "quiet" }));
-        assert!(matches!(parse("tick_us=5"), Err(OptionError::BadValue { name: "tick_us", .. })));
-        assert!(matches!(parse("tick_us=-1"), Err(OptionError::BadValue { .. })));
-        assert!(matches!(parse("exit=maybe"), Err(OptionError::BadValue { name: "exit", .. })));
+        assert!(matches!(
+            parse("tick_us=5"),
+            Err(OptionError::BadValue {
+                name: "tick_us",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse("tick_us=-1"),
+            Err(OptionError::BadValue { .. })
+        ));
+        assert!(matches!(
+            parse("exit=maybe"),
+            Err(OptionError::BadValue { name: "exit", .. })
+        ));
         assert_eq!(parse("bogus=1").unwrap_err().kind(), "unknown-option");
         assert_eq!(parse("exit=").unwrap_err().kind(), "bad-option-value");
     }

@@ -25,7 +25,10 @@ impl Write for Serial {
 /// exception and panic paths: the holder may be the very code that faulted).
 fn acquire(bounded: bool) -> bool {
     let mut spins: u64 = 0;
-    while LOCK.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+    while LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
         spins += 1;
         if bounded && spins > 50_000_000 {
             return false;

@@ -92,7 +92,10 @@ pub fn finish(outcome: Outcome, cpus_online: usize, cpus_expected: usize, reason
         );
     }
     if APIC_READY.load(Ordering::Acquire) {
-        lapic::send_ipi(0, lapic::icr::SHORTHAND_ALL_BUT_SELF | u32::from(VECTOR_STOP));
+        lapic::send_ipi(
+            0,
+            lapic::icr::SHORTHAND_ALL_BUT_SELF | u32::from(VECTOR_STOP),
+        );
     }
     match mode() {
         ExitMode::Qemu => {

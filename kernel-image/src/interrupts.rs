@@ -4,7 +4,10 @@
 use crate::arch::idt::InterruptFrame;
 use crate::arch::{cpu, lapic};
 use crate::exit::{finish, Outcome};
-use crate::{percpu, println_forced, VECTOR_CALIBRATION, VECTOR_ERROR, VECTOR_SPURIOUS, VECTOR_STOP, VECTOR_TIMER};
+use crate::{
+    percpu, println_forced, VECTOR_CALIBRATION, VECTOR_ERROR, VECTOR_SPURIOUS, VECTOR_STOP,
+    VECTOR_TIMER,
+};
 use core::sync::atomic::Ordering;
 
 /// Exception names (Intel SDM Vol. 3A table 7-1).
@@ -77,7 +80,11 @@ extern "C" fn interrupt_dispatch(frame: &mut InterruptFrame) {
 /// Reports a CPU exception and ends the run with the error status.
 fn exception(frame: &InterruptFrame) -> ! {
     let cpu_index = percpu::current().map_or(-1, |me| me.index.load(Ordering::Relaxed) as i64);
-    let apic_id = if crate::exit::APIC_READY.load(Ordering::Relaxed) { lapic::id() as i64 } else { -1 };
+    let apic_id = if crate::exit::APIC_READY.load(Ordering::Relaxed) {
+        lapic::id() as i64
+    } else {
+        -1
+    };
     let name = exception_name(frame.vector);
     let f = frame;
     println_forced!(
@@ -88,7 +95,13 @@ fn exception(frame: &InterruptFrame) -> ! {
     );
     let (online, expected) = crate::cpu_counts();
     let mut reason = ReasonBuf::new();
-    let _ = core::fmt::write(&mut reason, format_args!("exception {name} (vector {}) on CPU {cpu_index} at rip {:#x}", f.vector, f.rip));
+    let _ = core::fmt::write(
+        &mut reason,
+        format_args!(
+            "exception {name} (vector {}) on CPU {cpu_index} at rip {:#x}",
+            f.vector, f.rip
+        ),
+    );
     finish(Outcome::Error, online, expected, reason.as_str())
 }
 
@@ -100,7 +113,10 @@ pub struct ReasonBuf {
 
 impl ReasonBuf {
     pub const fn new() -> Self {
-        Self { bytes: [0; 160], len: 0 }
+        Self {
+            bytes: [0; 160],
+            len: 0,
+        }
     }
 
     pub fn as_str(&self) -> &str {

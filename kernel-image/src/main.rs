@@ -49,7 +49,10 @@ static FAULT_KIND: AtomicU32 = AtomicU32::new(0);
 
 /// (online, expected) CPU counts so far.
 pub fn cpu_counts() -> (usize, usize) {
-    (CPUS_ONLINE.load(Ordering::Relaxed), CPUS_EXPECTED.load(Ordering::Relaxed))
+    (
+        CPUS_ONLINE.load(Ordering::Relaxed),
+        CPUS_EXPECTED.load(Ordering::Relaxed),
+    )
 }
 
 /// Ends the run with `Outcome::Error` after an `error` record.
@@ -74,7 +77,10 @@ fn build_id() -> &'static [u8] {
         core::slice::from_raw_parts(start, end as usize - start as usize)
     };
     // ELF note: namesz, descsz, type, name (padded to 4), descriptor.
-    let word = |i: usize| note.get(i..i + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let word = |i: usize| {
+        note.get(i..i + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
     match (word(0), word(4)) {
         (Some(namesz), Some(descsz)) => {
             let start = 12 + ((namesz as usize + 3) & !3);
@@ -114,7 +120,24 @@ fn c_string(address: u64, max: usize) -> &'static [u8] {
 /// Copies of multiboot2's RSDP tags (they live in loader memory).
 static mut MB2_RSDP: [u8; 64] = [0; 64];
 
-fn read_boot_info(via: u32, info: u32) -> Result<BootInfo, ReasonBuf> {
+/// Why the boot information could not be read.
+enum BootInfoFailure {
+    Malformed(bootinfo::BootInfoError),
+    NoMultiboot2Magic,
+}
+
+impl core::fmt::Display for BootInfoFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Malformed(e) => write!(f, "{e}"),
+            Self::NoMultiboot2Magic => f.write_str(
+                "entered through the multiboot2 entry point without the multiboot2 magic in eax",
+            ),
+        }
+    }
+}
+
+fn read_boot_info(via: u32, info: u32) -> Result<BootInfo, BootInfoFailure> {
     let mut out = BootInfo {
         via: "unknown",
         cmdline: [0; 1024],
@@ -122,7 +145,6 @@ fn read_boot_info(via: u32, info: u32) -> Result<BootInfo, ReasonBuf> {
         rsdp: None,
         memory: MemoryMap::new(),
     };
-    let mut error = ReasonBuf::new();
     let set_cmdline = |out: &mut BootInfo, line: &[u8]| {
         let len = line.len().min(out.cmdline.len());
         out.cmdline[..len].copy_from_slice(&line[..len]);
@@ -132,16 +154,13 @@ fn read_boot_info(via: u32, info: u32) -> Result<BootInfo, ReasonBuf> {
         boot::BOOT_VIA_PVH => {
             out.via = "pvh";
             let bytes = loader_memory(u64::from(info), bootinfo::PVH_START_INFO_LEN).unwrap_or(&[]);
-            let start = match bootinfo::parse_pvh_start_info(bytes) {
-                Ok(start) => start,
-                Err(e) => {
-                    let _ = core::fmt::write(&mut error, format_args!("{e}"));
-                    return Err(error);
-                }
-            };
+            let start =
+                bootinfo::parse_pvh_start_info(bytes).map_err(BootInfoFailure::Malformed)?;
             set_cmdline(&mut out, c_string(start.cmdline_paddr, 1024));
             let entries = start.memmap_entries.min(1024) as usize;
-            if let Some(map) = loader_memory(start.memmap_paddr, entries * bootinfo::PVH_MEMMAP_ENTRY_LEN) {
+            if let Some(map) =
+                loader_memory(start.memmap_paddr, entries * bootinfo::PVH_MEMMAP_ENTRY_LEN)
+            {
                 bootinfo::parse_pvh_memmap(map, &mut out.memory);
             }
             if start.rsdp_paddr != 0 {
@@ -155,13 +174,7 @@ fn read_boot_info(via: u32, info: u32) -> Result<BootInfo, ReasonBuf> {
                 let bytes = loader_memory(u64::from(info), size).unwrap_or(&[]);
                 bootinfo::parse_multiboot2(bytes, &mut out.memory)
             });
-            let mb2 = match parsed {
-                Ok(mb2) => mb2,
-                Err(e) => {
-                    let _ = core::fmt::write(&mut error, format_args!("{e}"));
-                    return Err(error);
-                }
-            };
+            let mb2 = parsed.map_err(BootInfoFailure::Malformed)?;
             if let Some(line) = mb2.cmdline {
                 set_cmdline(&mut out, line);
             }
@@ -173,16 +186,14 @@ fn read_boot_info(via: u32, info: u32) -> Result<BootInfo, ReasonBuf> {
                 let len = bytes.len().min(64);
                 // SAFETY: written once here, on the boot CPU, before any other CPU runs;
                 // afterwards only read through the shared reference handed out below.
-                let copy: &'static mut [u8; 64] = unsafe { &mut *core::ptr::addr_of_mut!(MB2_RSDP) };
+                let copy: &'static mut [u8; 64] =
+                    unsafe { &mut *core::ptr::addr_of_mut!(MB2_RSDP) };
                 copy[..len].copy_from_slice(&bytes[..len]);
                 let address = bytes.as_ptr() as u64;
                 out.rsdp = Some(acpi::rsdp_copy(&copy[..len], address, source));
             }
         }
-        _ => {
-            let _ = core::fmt::write(&mut error, format_args!("entered through the multiboot2 entry point without the multiboot2 magic in eax"));
-            return Err(error);
-        }
+        _ => return Err(BootInfoFailure::NoMultiboot2Magic),
     }
     Ok(out)
 }
@@ -194,7 +205,9 @@ extern "C" fn kernel_main(via: u32, info: u32) -> ! {
     arch::serial::init();
     // The boot CPU's own GDT, TSS (IST stacks) and the IDT come first, so any exception from
     // here on is reported instead of triple-faulting.
-    let Some(slot) = percpu::take_slot(None) else { cpu::halt_forever() };
+    let Some(slot) = percpu::take_slot(None) else {
+        cpu::halt_forever()
+    };
     idt::init();
     // SAFETY: the boot slot is handed out once, to this CPU, and lives forever.
     unsafe { gdt::load(slot.tables, slot.ist_tops) };
@@ -228,7 +241,11 @@ extern "C" fn kernel_main(via: u32, info: u32) -> ! {
     exit::set_mode(exit_mode);
     let boot_info = match boot_info {
         Ok(b) => b,
-        Err(reason) => fail_with("bad-boot-info", reason.as_str()),
+        Err(failure) => {
+            let mut detail = ReasonBuf::new();
+            let _ = core::fmt::write(&mut detail, format_args!("{failure}"));
+            fail_with("bad-boot-info", detail.as_str())
+        }
     };
     println!(
         "HPETWD boot via={} cmdline={} exit={} exit_reason={exit_reason}",
@@ -251,7 +268,10 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
     // ---- ACPI ----
     let location = boot_info.rsdp.or_else(acpi::scan_bios_area);
     let Some(location) = location else {
-        fail_with("no-acpi", "no RSDP: not from the boot loader and not in the BIOS area")
+        fail_with(
+            "no-acpi",
+            "no RSDP: not from the boot loader and not in the BIOS area",
+        )
     };
     let acpi = match acpi::discover(location) {
         Ok(acpi) => acpi,
@@ -260,7 +280,10 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
     let mut tables = ReasonBuf::new();
     for (i, signature) in acpi.signatures[..acpi.table_count].iter().enumerate() {
         let sep = if i == 0 { "" } else { "," };
-        let _ = core::fmt::write(&mut tables, format_args!("{sep}{}", core::str::from_utf8(signature).unwrap_or("????")));
+        let _ = core::fmt::write(
+            &mut tables,
+            format_args!("{sep}{}", core::str::from_utf8(signature).unwrap_or("????")),
+        );
     }
     println!(
         "HPETWD acpi rsdp={:#x} rsdp_source={} revision={} oem={} tables={}",
@@ -280,6 +303,12 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
         "HPETWD madt cpus={} disabled={} lapic_base={:#x} max_apic_id={} ioapics={}",
         acpi.cpu_count, acpi.cpus_disabled, acpi.lapic_address, acpi.max_apic_id, acpi.ioapic_count
     );
+    if acpi.madt_truncated {
+        println!(
+            "HPETWD warning kind=acpi-madt detail={}",
+            Quoted("the MADT has a malformed entry; the entries before it are used")
+        );
+    }
     if acpi.cpus_beyond_limit > 0 {
         println!(
             "HPETWD warning kind=too-many-cpus detail={}",
@@ -339,25 +368,40 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
     exit::APIC_READY.store(true, Ordering::Release);
     println!("HPETWD apic mode={} reason={}", mode.name(), mode.reason());
     let bsp_apic_id = lapic::id();
-    let Some(bsp_index) = acpi.cpus[..acpi.cpu_count].iter().position(|c| c.apic_id == bsp_apic_id)
+    let Some(bsp_index) = acpi.cpus[..acpi.cpu_count]
+        .iter()
+        .position(|c| c.apic_id == bsp_apic_id)
     else {
-        fail_with("bad-acpi", "the boot CPU's APIC ID is not among the MADT's enabled processors")
+        fail_with(
+            "bad-acpi",
+            "the boot CPU's APIC ID is not among the MADT's enabled processors",
+        )
     };
     percpu::set_current(bsp_index);
-    let Some(bsp) = percpu::get(bsp_index) else { fail_with("bad-acpi", "boot CPU index out of range") };
+    let Some(bsp) = percpu::get(bsp_index) else {
+        fail_with("bad-acpi", "boot CPU index out of range")
+    };
     bsp.apic_id.store(bsp_apic_id, Ordering::Relaxed);
-    bsp.x2apic.store(lapic::cpu_in_x2apic_mode(), Ordering::Relaxed);
+    bsp.x2apic
+        .store(lapic::cpu_in_x2apic_mode(), Ordering::Relaxed);
     CPUS_ONLINE.store(1, Ordering::Relaxed);
 
     // ---- Clocks ----
     let Some(tsc) = time::tsc_frequency(hpet.as_ref()) else {
-        fail_with("no-timer", "no TSC frequency: CPUID leaves 0x15/0x16 are empty and there is no HPET")
+        fail_with(
+            "no-timer",
+            "no TSC frequency: CPUID leaves 0x15/0x16 are empty and there is no HPET",
+        )
     };
     println!("HPETWD tsc hz={} source={}", tsc.hz, tsc.source);
     let Some(lapic_hz) = time::lapic_timer_frequency(tsc.hz) else {
-        fail_with("no-timer", "the LAPIC timer's one-shot interrupt never arrived")
+        fail_with(
+            "no-timer",
+            "the LAPIC timer's one-shot interrupt never arrived",
+        )
     };
-    let initial_count = (lapic_hz * u64::from(options.tick_us) / 1_000_000).clamp(1, u64::from(u32::MAX));
+    let initial_count =
+        (lapic_hz * u64::from(options.tick_us) / 1_000_000).clamp(1, u64::from(u32::MAX));
     println!(
         "HPETWD lapic-timer hz={lapic_hz} tick_us={} initial_count={initial_count}",
         options.tick_us
@@ -372,7 +416,10 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
         // Without a memory map, 0x8000 is free RAM on every PC firmware the kernel targets.
         boot_info.memory.regions().is_empty().then_some(0x8000)
     }) else {
-        fail_with("cpu-start", "no free page below 1 MiB for the AP trampoline")
+        fail_with(
+            "cpu-start",
+            "no free page below 1 MiB for the AP trampoline",
+        )
     };
     // SAFETY: `page` is available RAM below 1 MiB per the loader's memory map (or the
     // conventional 0x8000 without one); the kernel image is at 2 MiB and the loader's data
@@ -385,7 +432,14 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
         if index == bsp_index {
             continue;
         }
-        match smp::start_ap(index, cpu_entry.apic_id, &trampoline, tsc.hz, init_delay, u64::from(options.ap_timeout_ms)) {
+        match smp::start_ap(
+            index,
+            cpu_entry.apic_id,
+            &trampoline,
+            tsc.hz,
+            init_delay,
+            u64::from(options.ap_timeout_ms),
+        ) {
             smp::StartResult::Online { online_tsc } => {
                 online_ns[index] = time::tsc_to_ns(tsc.hz, online_tsc.wrapping_sub(entry_tsc));
                 CPUS_ONLINE.fetch_add(1, Ordering::Relaxed);
@@ -425,7 +479,9 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
     }
     let mut silent_timers = 0usize;
     for (index, cpu_entry) in acpi.cpus[..acpi.cpu_count].iter().enumerate() {
-        let Some(data) = percpu::get(index) else { continue };
+        let Some(data) = percpu::get(index) else {
+            continue;
+        };
         let online = data.online.load(Ordering::Acquire);
         let ticks = ticks_during[index];
         if online && ticks == 0 && options.settle_ms > 0 {
@@ -452,10 +508,20 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
         "HPETWD smp online={online} expected={expected} all_online_ns={all_online_ns} init_delay_ns={init_delay}"
     );
     if failures > 0 || online < expected {
-        finish(Outcome::Fail, online, expected, "not every enabled CPU came online");
+        finish(
+            Outcome::Fail,
+            online,
+            expected,
+            "not every enabled CPU came online",
+        );
     }
     if silent_timers > 0 {
-        finish(Outcome::Fail, online, expected, "a CPU's LAPIC timer never ticked");
+        finish(
+            Outcome::Fail,
+            online,
+            expected,
+            "a CPU's LAPIC timer never ticked",
+        );
     }
     finish(Outcome::Pass, online, expected, "")
 }
@@ -464,7 +530,10 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
 /// loop.
 fn request_fault(kind: FaultKind, fault_cpu: u32, bsp_index: usize, cpu_count: usize) {
     if fault_cpu as usize >= cpu_count {
-        fail_with("bad-option-value", "fault_cpu names a CPU the MADT does not list");
+        fail_with(
+            "bad-option-value",
+            "fault_cpu names a CPU the MADT does not list",
+        );
     }
     if fault_cpu as usize == bsp_index {
         raise_fault(kind);
@@ -515,16 +584,21 @@ fn fault_kind_from(value: u32) -> FaultKind {
 #[unsafe(no_mangle)]
 extern "C" fn ap_main() -> ! {
     let index = smp::AP_INDEX.load(Ordering::Acquire) as usize;
-    let Some(slot) = smp::PENDING_SLOT.take() else { cpu::halt_forever() };
+    let Some(slot) = smp::PENDING_SLOT.take() else {
+        cpu::halt_forever()
+    };
     // SAFETY: the slot was taken for this CPU alone and lives forever.
     unsafe { gdt::load(slot.tables, slot.ist_tops) };
     idt::load();
     percpu::set_current(index);
     lapic::enable(VECTOR_SPURIOUS);
     lapic::set_error_vector(VECTOR_ERROR);
-    let Some(me) = percpu::get(index) else { cpu::halt_forever() };
+    let Some(me) = percpu::get(index) else {
+        cpu::halt_forever()
+    };
     me.apic_id.store(lapic::id(), Ordering::Relaxed);
-    me.x2apic.store(lapic::cpu_in_x2apic_mode(), Ordering::Relaxed);
+    me.x2apic
+        .store(lapic::cpu_in_x2apic_mode(), Ordering::Relaxed);
     lapic::timer_start_periodic(VECTOR_TIMER, TIMER_INITIAL_COUNT.load(Ordering::Relaxed));
     me.online.store(true, Ordering::Release);
     loop {
@@ -539,9 +613,15 @@ extern "C" fn ap_main() -> ! {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     cpu::disable_interrupts();
     let mut detail = ReasonBuf::new();
-    let _ = core::fmt::write(&mut detail, format_args!("kernel panic: {}", info.message()));
+    let _ = core::fmt::write(
+        &mut detail,
+        format_args!("kernel panic: {}", info.message()),
+    );
     if let Some(location) = info.location() {
-        let _ = core::fmt::write(&mut detail, format_args!(" at {}:{}", location.file(), location.line()));
+        let _ = core::fmt::write(
+            &mut detail,
+            format_args!(" at {}:{}", location.file(), location.line()),
+        );
     }
     println_forced!("HPETWD error kind=panic detail={}", Quoted(detail.as_str()));
     let (online, expected) = cpu_counts();

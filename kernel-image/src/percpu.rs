@@ -62,7 +62,9 @@ pub fn current() -> Option<&'static PerCpu> {
 
 /// Makes logical CPU `index`'s data the calling CPU's (GS base).
 pub fn set_current(index: usize) {
-    let Some(data) = PER_CPU.get(index) else { return };
+    let Some(data) = PER_CPU.get(index) else {
+        return;
+    };
     data.index.store(index as u32, Ordering::Relaxed);
     // SAFETY: IA32_GS_BASE exists on every x86-64 CPU; the kernel only uses GS through
     // `current`, which validates the pointer against the per-CPU array.

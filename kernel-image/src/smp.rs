@@ -1,9 +1,9 @@
 //! Starting the application processors with INIT-SIPI-SIPI (Intel SDM Vol. 3A section 9.4.4,
 //! "MP Initialization Example"), one at a time, each on its own stacks.
 
+use crate::arch::cpu;
 use crate::arch::lapic::{self, icr};
 use crate::arch::trampoline::{Trampoline, AP_STACK_TOP};
-use crate::arch::cpu;
 use crate::percpu;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -26,7 +26,11 @@ pub fn init_delay_ns() -> u64 {
     let signature = cpu::cpuid(1, 0).eax;
     let family = {
         let base = (signature >> 8) & 0xf;
-        if base == 0xf { base + ((signature >> 20) & 0xff) } else { base }
+        if base == 0xf {
+            base + ((signature >> 20) & 0xff)
+        } else {
+            base
+        }
     };
     let hypervisor = cpu::hypervisor_signature().is_some();
     if hypervisor || (vendor_intel && family >= 6) || (vendor_amd && family >= 0x10) {
@@ -45,8 +49,12 @@ pub fn start_ap(
     init_delay_ns: u64,
     timeout_ms: u64,
 ) -> StartResult {
-    let Some(slot) = percpu::take_slot(Some(index)) else { return StartResult::NoSlot };
-    let Some(data) = percpu::get(index) else { return StartResult::NoSlot };
+    let Some(slot) = percpu::take_slot(Some(index)) else {
+        return StartResult::NoSlot;
+    };
+    let Some(data) = percpu::get(index) else {
+        return StartResult::NoSlot;
+    };
     // The AP takes its tables from the slot itself (`ap_main`); only the stack goes through
     // the shared variable. Forget the reference handed out here.
     let stack_top = slot.kernel_stack_top;
@@ -56,7 +64,10 @@ pub fn start_ap(
     trampoline.clear_alive();
 
     // INIT (level assert), and in xAPIC mode the de-assert the MP protocol expects.
-    lapic::send_ipi(apic_id, icr::DELIVERY_INIT | icr::LEVEL_ASSERT | icr::TRIGGER_LEVEL);
+    lapic::send_ipi(
+        apic_id,
+        icr::DELIVERY_INIT | icr::LEVEL_ASSERT | icr::TRIGGER_LEVEL,
+    );
     if !lapic::x2apic_mode() {
         lapic::send_ipi(apic_id, icr::DELIVERY_INIT | icr::TRIGGER_LEVEL);
     }
@@ -73,12 +84,19 @@ pub fn start_ap(
     while !data.online.load(Ordering::Acquire) {
         if cpu::rdtsc().wrapping_sub(start) > deadline {
             // Park it again, so a late start cannot run on stacks meant for another CPU.
-            lapic::send_ipi(apic_id, icr::DELIVERY_INIT | icr::LEVEL_ASSERT | icr::TRIGGER_LEVEL);
-            return StartResult::Timeout { reached_trampoline: trampoline.alive() };
+            lapic::send_ipi(
+                apic_id,
+                icr::DELIVERY_INIT | icr::LEVEL_ASSERT | icr::TRIGGER_LEVEL,
+            );
+            return StartResult::Timeout {
+                reached_trampoline: trampoline.alive(),
+            };
         }
         cpu::pause();
     }
-    StartResult::Online { online_tsc: cpu::rdtsc() }
+    StartResult::Online {
+        online_tsc: cpu::rdtsc(),
+    }
 }
 
 /// Hands the slot taken by the boot CPU to the AP being started.

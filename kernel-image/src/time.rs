@@ -66,12 +66,18 @@ fn against_hpet(hpet: &Hpet) -> Option<u64> {
 /// Finds the TSC frequency.
 pub fn tsc_frequency(hpet: Option<&Hpet>) -> Option<TscFrequency> {
     if let Some(hz) = from_cpuid_15h() {
-        return Some(TscFrequency { hz, source: "cpuid-15h" });
+        return Some(TscFrequency {
+            hz,
+            source: "cpuid-15h",
+        });
     }
     if let Some(hz) = hpet.and_then(against_hpet) {
         return Some(TscFrequency { hz, source: "hpet" });
     }
-    from_cpuid_16h().map(|hz| TscFrequency { hz, source: "cpuid-16h" })
+    from_cpuid_16h().map(|hz| TscFrequency {
+        hz,
+        source: "cpuid-16h",
+    })
 }
 
 /// TSC value stored by the calibration interrupt (`VECTOR_CALIBRATION`), 0 until it fires.
@@ -111,7 +117,8 @@ pub fn lapic_timer_frequency(tsc_hz: u64) -> Option<u64> {
     let first_count = 1u32 << 16;
     let first = one_shot(tsc_hz, first_count)?.max(1);
     let estimate = u128::from(first_count) * u128::from(tsc_hz) / u128::from(first);
-    let count = (estimate * u128::from(CALIBRATION_NS) / 1_000_000_000).clamp(1 << 12, u128::from(u32::MAX)) as u32;
+    let count = (estimate * u128::from(CALIBRATION_NS) / 1_000_000_000)
+        .clamp(1 << 12, u128::from(u32::MAX)) as u32;
     let ticks = one_shot(tsc_hz, count)?.max(1);
     Some((u128::from(count) * u128::from(tsc_hz) / u128::from(ticks)) as u64)
 }

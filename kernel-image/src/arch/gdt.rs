@@ -40,7 +40,10 @@ pub struct CpuTables {
 impl CpuTables {
     /// Empty tables, for static initialisation.
     pub const fn new() -> Self {
-        Self { gdt: [0; 5], tss: TaskStateSegment::new() }
+        Self {
+            gdt: [0; 5],
+            tss: TaskStateSegment::new(),
+        }
     }
 }
 

@@ -23,7 +23,7 @@ impl Hpet {
     /// `base` must be the physical address of an HPET register block inside the uncached
     /// part of the identity map.
     pub unsafe fn new(base: u64) -> Result<Self, &'static str> {
-        if base % 8 != 0 || !(0xfe00_0000..0x1_0000_0000).contains(&base) {
+        if !base.is_multiple_of(8) || !(0xfe00_0000..0x1_0000_0000).contains(&base) {
             return Err("HPET base address outside the uncached MMIO window 0xfe000000..4GiB");
         }
         // SAFETY: the caller guarantees an HPET register block at `base`.
@@ -46,7 +46,8 @@ impl Hpet {
     pub fn enable_counter(&self) {
         let config = self.regs.read32(regs::GENERAL_CONFIGURATION);
         if config & ENABLE_CNF == 0 {
-            self.regs.write32(regs::GENERAL_CONFIGURATION, config | ENABLE_CNF);
+            self.regs
+                .write32(regs::GENERAL_CONFIGURATION, config | ENABLE_CNF);
         }
     }
 

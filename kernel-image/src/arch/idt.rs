@@ -12,11 +12,6 @@ use core::cell::UnsafeCell;
 use x86_64::structures::DescriptorTablePointer;
 use x86_64::VirtAddr;
 
-/// Vectors whose exceptions push an error code (SDM Vol. 3A table 7-1).
-pub const fn has_error_code(vector: u8) -> bool {
-    matches!(vector, 8 | 10 | 11 | 12 | 13 | 14 | 17 | 21 | 29 | 30)
-}
-
 /// Bytes between two entry stubs.
 const STUB_SIZE: u64 = 16;
 
@@ -29,6 +24,7 @@ interrupt_stubs:
     .set vector, 0
     .rept 256
     .balign 16
+    /* Vectors whose exceptions push an error code (SDM Vol. 3A table 7-1) get none here. */
     .if (vector == 8) || (vector == 10) || (vector == 11) || (vector == 12) || (vector == 13) || (vector == 14) || (vector == 17) || (vector == 21) || (vector == 29) || (vector == 30)
     .else
     push 0
@@ -198,7 +194,10 @@ pub fn load() {
 
 /// Loads an empty IDT, so that the next exception triple-faults (used to reset).
 pub fn load_empty() {
-    let pointer = DescriptorTablePointer { limit: 0, base: VirtAddr::new(0) };
+    let pointer = DescriptorTablePointer {
+        limit: 0,
+        base: VirtAddr::new(0),
+    };
     // SAFETY: an empty IDT makes any interrupt a triple fault, which is the intent.
     unsafe { x86_64::instructions::tables::lidt(&pointer) }
 }

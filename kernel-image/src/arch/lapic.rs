@@ -9,7 +9,6 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// Register offsets in the xAPIC page (SDM Vol. 3A table 11-1).
 pub mod reg {
     pub const ID: usize = 0x020;
-    pub const VERSION: usize = 0x030;
     pub const TASK_PRIORITY: usize = 0x080;
     pub const EOI: usize = 0x0b0;
     pub const SPURIOUS_VECTOR: usize = 0x0f0;
@@ -34,8 +33,6 @@ const ICR_SEND_PENDING: u32 = 1 << 12;
 
 /// ICR fields (SDM Vol. 3A figure 11-12).
 pub mod icr {
-    pub const DELIVERY_FIXED: u32 = 0b000 << 8;
-    pub const DELIVERY_NMI: u32 = 0b100 << 8;
     pub const DELIVERY_INIT: u32 = 0b101 << 8;
     pub const DELIVERY_STARTUP: u32 = 0b110 << 8;
     pub const LEVEL_ASSERT: u32 = 1 << 14;
@@ -45,8 +42,6 @@ pub mod icr {
 
 /// LVT timer mode: periodic (SDM Vol. 3A figure 11-8).
 const LVT_TIMER_PERIODIC: u32 = 1 << 17;
-/// LVT mask bit.
-pub const LVT_MASKED: u32 = 1 << 16;
 /// Timer divide configuration value for divide-by-16 (SDM Vol. 3A figure 11-10).
 pub const TIMER_DIVIDE_BY_16: u32 = 0b0011;
 /// SVR: APIC software enable.
@@ -110,7 +105,10 @@ pub fn enable(spurious_vector: u8) {
     // mode, an allowed transition (SDM Vol. 3A figure 11-27); the base address is kept.
     unsafe { cpu::write_msr(IA32_APIC_BASE, base) }
     write(reg::TASK_PRIORITY, 0);
-    write(reg::SPURIOUS_VECTOR, SVR_ENABLE | u32::from(spurious_vector));
+    write(
+        reg::SPURIOUS_VECTOR,
+        SVR_ENABLE | u32::from(spurious_vector),
+    );
 }
 
 /// The calling CPU's APIC ID, read from its own local APIC: bits 31:24 of the ID register in
@@ -134,7 +132,12 @@ pub fn eoi() {
 pub fn send_ipi(destination: u32, low: u32) {
     if x2apic_mode() {
         // SAFETY: one write of the x2APIC ICR MSR sends one IPI.
-        unsafe { cpu::write_msr(X2APIC_ICR_MSR, (u64::from(destination) << 32) | u64::from(low)) }
+        unsafe {
+            cpu::write_msr(
+                X2APIC_ICR_MSR,
+                (u64::from(destination) << 32) | u64::from(low),
+            )
+        }
     } else {
         let apic = xapic();
         apic.write32(reg::ICR_HIGH, destination << 24);

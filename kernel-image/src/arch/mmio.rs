@@ -18,16 +18,17 @@ impl RegisterBlock {
     /// `[base, base + size)` must be device registers inside the kernel's identity map (the
     /// first 4 GiB) that nothing else in the kernel treats as memory.
     pub const unsafe fn new(base: u64, size: usize) -> Self {
-        Self { base: base as usize, size }
-    }
-
-    /// The block's physical base address.
-    pub fn base(&self) -> u64 {
-        self.base as u64
+        Self {
+            base: base as usize,
+            size,
+        }
     }
 
     fn address(&self, offset: usize) -> *mut u32 {
-        assert!(offset % 4 == 0 && offset + 4 <= self.size, "register offset {offset:#x} outside its block");
+        assert!(
+            offset.is_multiple_of(4) && offset + 4 <= self.size,
+            "register offset {offset:#x} outside its block"
+        );
         (self.base + offset) as *mut u32
     }
 

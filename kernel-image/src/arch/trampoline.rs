@@ -130,7 +130,11 @@ fn layout() -> (usize, usize, usize) {
     let code16 = core::ptr::addr_of!(trampoline_code16) as usize;
     let code32 = core::ptr::addr_of!(trampoline_code32) as usize;
     let end = core::ptr::addr_of!(trampoline_end) as usize;
-    assert_eq!(code16 - start, offset::CODE16, "trampoline data layout changed");
+    assert_eq!(
+        code16 - start,
+        offset::CODE16,
+        "trampoline data layout changed"
+    );
     (start, end - start, code32 - start)
 }
 
@@ -148,7 +152,7 @@ impl Trampoline {
     /// used by nothing else for as long as application processors are being started.
     pub unsafe fn install(page: u64, cr3: u64) -> Self {
         let (start, len, code32) = layout();
-        assert!(len <= 4096 && page % 4096 == 0 && page < 0x10_0000 && cr3 < (1 << 32));
+        assert!(len <= 4096 && page.is_multiple_of(4096) && page < 0x10_0000 && cr3 < (1 << 32));
         // SAFETY: the source is the trampoline in the kernel image (`len` bytes) and the
         // destination a free low page (caller's contract); they cannot overlap, since the
         // kernel is loaded at 2 MiB.
@@ -159,9 +163,15 @@ impl Trampoline {
             unsafe { core::ptr::write_unaligned((page as usize + offset) as *mut u32, value) }
         };
         patch(offset::JUMP32, (page as usize + code32) as u32);
-        patch(offset::GDT_POINTER_BASE, (page as usize + offset::GDT) as u32);
+        patch(
+            offset::GDT_POINTER_BASE,
+            (page as usize + offset::GDT) as u32,
+        );
         patch(offset::CR3, cr3 as u32);
-        Self { page, alive_offset: offset::ALIVE }
+        Self {
+            page,
+            alive_offset: offset::ALIVE,
+        }
     }
 
     /// The SIPI vector: the page number.
@@ -178,6 +188,8 @@ impl Trampoline {
     /// Whether an AP has started executing the trampoline since `clear_alive`.
     pub fn alive(&self) -> bool {
         // SAFETY: as for `clear_alive`; a volatile read sees the AP's store.
-        unsafe { core::ptr::read_volatile((self.page as usize + self.alive_offset) as *const u8) != 0 }
+        unsafe {
+            core::ptr::read_volatile((self.page as usize + self.alive_offset) as *const u8) != 0
+        }
     }
 }

@@ -21,6 +21,15 @@ pub enum X2apicOption {
     Off,
 }
 
+/// Where the RSDP comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsdpOption {
+    /// From the boot loader, else the BIOS-area scan.
+    Auto,
+    /// Always the BIOS-area scan (to test it, and for loaders that hand over a bad pointer).
+    Scan,
+}
+
 /// A deliberate exception, raised to prove the exception report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
@@ -42,6 +51,7 @@ pub struct Options {
     pub fault: FaultKind,
     pub fault_cpu: u32,
     pub ap_timeout_ms: u32,
+    pub rsdp: RsdpOption,
 }
 
 impl Default for Options {
@@ -54,6 +64,7 @@ impl Default for Options {
             fault: FaultKind::None,
             fault_cpu: 0,
             ap_timeout_ms: 1000,
+            rsdp: RsdpOption::Auto,
         }
     }
 }
@@ -86,7 +97,7 @@ impl fmt::Display for OptionError<'_> {
         match self {
             Self::Unknown { word } => write!(
                 f,
-                "unknown boot option '{word}' (known: exit, x2apic, tick_us, settle_ms, fault, fault_cpu, ap_timeout_ms; see docs/cmdline.md)"
+                "unknown boot option '{word}' (known: exit, x2apic, rsdp, tick_us, settle_ms, fault, fault_cpu, ap_timeout_ms; see docs/cmdline.md)"
             ),
             Self::BadValue { name, value, expected } => {
                 write!(f, "boot option {name}: bad value '{value}', expected {expected}")
@@ -161,6 +172,13 @@ pub fn parse(cmdline: &str) -> Result<Options, OptionError<'_>> {
                     )),
                 }
             }
+            "rsdp" => {
+                options.rsdp = match value {
+                    "auto" => RsdpOption::Auto,
+                    "scan" => RsdpOption::Scan,
+                    _ => return Err(bad("auto or scan")),
+                }
+            }
             "tick_us" => options.tick_us = number(name, value, 100, 1_000_000, "100..=1000000")?,
             "settle_ms" => options.settle_ms = number(name, value, 0, 60_000, "0..=60000")?,
             "fault_cpu" => options.fault_cpu = number(name, value, 0, u32::MAX, "a CPU index")?,
@@ -207,8 +225,9 @@ mod tests {
 
     #[test]
     fn every_option_is_read() {
-        let o = parse("exit=qemu x2apic=off tick_us=500 settle_ms=250 fault=page-fault fault_cpu=3 ap_timeout_ms=20")
+        let o = parse("exit=qemu x2apic=off tick_us=500 settle_ms=250 fault=page-fault fault_cpu=3 ap_timeout_ms=20 rsdp=scan")
             .unwrap();
+        assert_eq!(o.rsdp, RsdpOption::Scan);
         assert_eq!(o.exit, ExitOption::Qemu);
         assert_eq!(o.x2apic, X2apicOption::Off);
         assert_eq!(

@@ -22,7 +22,7 @@ use exit::{finish, ExitMode, Outcome};
 use interrupts::ReasonBuf;
 use kernel_image::apic_mode::{self, ApicFacts};
 use kernel_image::bootinfo::{self, MemoryMap};
-use kernel_image::cmdline::{self, ExitOption, FaultKind, Options};
+use kernel_image::cmdline::{self, ExitOption, FaultKind, Options, RsdpOption};
 use kernel_image::proto::{Hex, Quoted, PROTOCOL_VERSION};
 
 /// Where the (masked) legacy PICs deliver, should a spurious IRQ 7 or 15 still arrive.
@@ -266,7 +266,10 @@ extern "C" fn kernel_main(via: u32, info: u32) -> ! {
 
 fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
     // ---- ACPI ----
-    let location = boot_info.rsdp.or_else(acpi::scan_bios_area);
+    let location = match options.rsdp {
+        RsdpOption::Auto => boot_info.rsdp.or_else(acpi::scan_bios_area),
+        RsdpOption::Scan => acpi::scan_bios_area(),
+    };
     let Some(location) = location else {
         fail_with(
             "no-acpi",

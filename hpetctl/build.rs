@@ -23,7 +23,7 @@ const KERNEL_RUSTFLAGS: &[&str] = &[
 fn main() {
     println!("cargo:rerun-if-env-changed=HPETWD_KERNEL_ELF");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let elf = match env::var_os("HPETWD_KERNEL_ELF") {
+    let elf = match env::var_os("HPETWD_KERNEL_ELF").filter(|p| !p.is_empty()) {
         Some(path) => {
             let path = PathBuf::from(path);
             println!("cargo:rerun-if-changed={}", path.display());

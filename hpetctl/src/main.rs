@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bench;
 mod image;
 mod iso;
 mod kernel_image;
@@ -42,6 +43,39 @@ enum Command {
     ///
     /// Exit status: 0 pass, 1 fail, 2 error.
     Run(RunArgs),
+    /// Benchmarks (tables on stdout, or JSON); results and their reading are in docs/.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Time from kernel entry to all CPUs online, in guest time, at several vCPU counts.
+    Boot(BenchBootArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchBootArgs {
+    /// vCPU counts, comma-separated.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "1,8,64,300",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    smp: Vec<u32>,
+    /// Boots per vCPU count.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: u32,
+    /// Accelerator (TCG gives emulated, deterministic time; KVM the guest's own TSC time).
+    #[arg(long, value_enum, default_value_t = Accel::Tcg)]
+    accel: Accel,
+    /// `-icount shift=N,sleep=off` under TCG (default 7), or `off`.
+    #[arg(long, value_name = "SHIFT|off")]
+    icount: Option<Icount>,
+    /// Wall-clock limit per boot, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    timeout: u64,
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -120,7 +154,38 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => run_command(&args),
+        Command::Bench(BenchCommand::Boot(args)) => match bench_boot(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                err_line(&format!("hpetctl bench boot: error: {e:#}"));
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
     }
+}
+
+fn bench_boot(args: &BenchBootArgs) -> Result<()> {
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let elf = dir.path().join("hpetwd.elf");
+    std::fs::write(&elf, kernel_image::embedded_elf())
+        .with_context(|| format!("cannot write {}", elf.display()))?;
+    let report = bench::boot(
+        &bench::BootBenchOptions {
+            image: &elf,
+            vcpus: &args.smp,
+            runs: args.runs,
+            accel: args.accel,
+            icount: args.icount.unwrap_or(Icount::Default),
+            timeout: Duration::from_secs(args.timeout),
+        },
+        |step| err_line(step),
+    )?;
+    if args.json {
+        out(&format!("{}\n", serde_json::to_string_pretty(&report)?));
+    } else {
+        out(&bench::render(&report));
+    }
+    Ok(())
 }
 
 fn run_command(args: &RunArgs) -> ExitCode {

@@ -613,11 +613,9 @@ pub fn judge(
                 summary.cpus_online.unwrap_or(0),
                 summary.cpus_expected.unwrap_or(0)
             ))
-        } else if let Some(c) = t
-            .cpus
-            .iter()
-            .find(|c| c.online != Some(true) || c.ticks.unwrap_or(0) == 0)
-        {
+        } else if let Some(c) = t.cpus.iter().find(|c| {
+            c.online != Some(true) || (c.ticks.unwrap_or(0) == 0 && t.settle_ms != Some(0))
+        }) {
             Some(format!(
                 "the cpu record of CPU {} says online={} ticks={}",
                 c.index,

@@ -118,6 +118,9 @@ pub struct Transcript {
     pub smp_online: Option<u64>,
     pub smp_expected: Option<u64>,
     pub smp_all_online_ns: Option<u64>,
+    /// The settle window the kernel let the timers run (`smp settle_ms`); ticks are only
+    /// expected when it is not zero.
+    pub settle_ms: Option<u64>,
     pub cpus: Vec<Cpu>,
     pub errors: Vec<KernelError>,
     pub exception: Option<Map<String, Value>>,
@@ -272,6 +275,7 @@ impl Transcript {
                 self.smp_online = self.warn_field(r.u64("online"));
                 self.smp_expected = self.warn_field(r.u64("expected"));
                 self.smp_all_online_ns = self.warn_field(r.u64("all_online_ns"));
+                self.settle_ms = self.warn_field(r.u64("settle_ms"));
             }
             "cpu" => {
                 let Some(index) = self.warn_field(r.u64("index")) else {

@@ -508,7 +508,8 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
     }
     let (online, expected) = cpu_counts();
     println!(
-        "HPETWD smp online={online} expected={expected} all_online_ns={all_online_ns} init_delay_ns={init_delay}"
+        "HPETWD smp online={online} expected={expected} all_online_ns={all_online_ns} init_delay_ns={init_delay} settle_ms={}",
+        options.settle_ms
     );
     if failures > 0 || online < expected {
         finish(

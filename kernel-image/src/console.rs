@@ -60,6 +60,7 @@ pub fn print_line_forced(args: fmt::Arguments<'_>) {
 /// Prints a line.
 #[macro_export]
 macro_rules! println {
+    () => { $crate::console::print_line(format_args!("")) };
     ($($arg:tt)*) => { $crate::console::print_line(format_args!($($arg)*)) };
 }
 

@@ -214,6 +214,9 @@ extern "C" fn kernel_main(via: u32, info: u32) -> ! {
     idt::load();
     arch::pic::remap_and_mask(VECTOR_LEGACY_PIC_BASE);
 
+    // An empty line first: a boot loader may leave its cursor mid-line (GRUB leaves
+    // terminal escape sequences), and protocol lines must start a line.
+    println!();
     println!(
         "HPETWD build id={} version={} protocol={PROTOCOL_VERSION}",
         Hex(build_id()),

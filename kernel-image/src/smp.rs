@@ -74,8 +74,13 @@ pub fn start_ap(
     cpu::delay_ns(tsc_hz, init_delay_ns);
     let sipi = icr::DELIVERY_STARTUP | u32::from(trampoline.sipi_vector());
     lapic::send_ipi(apic_id, sipi);
-    // A second SIPI if the AP has not reached the trampoline within 200 µs.
-    cpu::delay_ns(tsc_hz, 200_000);
+    // A second SIPI only if the AP has not reached the trampoline within 200 µs; the wait
+    // ends as soon as it has.
+    let sipi_wait = 200_000 * tsc_hz / 1_000_000_000;
+    let sent = cpu::rdtsc();
+    while !trampoline.alive() && cpu::rdtsc().wrapping_sub(sent) < sipi_wait {
+        cpu::pause();
+    }
     if !trampoline.alive() {
         lapic::send_ipi(apic_id, sipi);
     }

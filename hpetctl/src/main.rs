@@ -178,7 +178,7 @@ fn bench_boot(args: &BenchBootArgs) -> Result<()> {
             icount: args.icount.unwrap_or(Icount::Default),
             timeout: Duration::from_secs(args.timeout),
         },
-        |step| err_line(step),
+        err_line,
     )?;
     if args.json {
         out(&format!("{}\n", serde_json::to_string_pretty(&report)?));

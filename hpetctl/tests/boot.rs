@@ -362,3 +362,18 @@ fn kvm_boot_where_kvm_is_usable() {
     }
     panic!("KVM boot failed for a reason that is not a known unusable-KVM symptom: {report:#}");
 }
+
+/// The BIOS-area scan (ACPI 6.5 section 5.2.5.1) finds the very RSDP that QEMU handed over in
+/// the PVH start info.
+#[test]
+fn bios_area_scan_finds_the_rsdp_qemu_handed_over() {
+    let handed = run_json(&elf(), &["--smp", "1"]);
+    let scanned = run_json(&elf(), &["--smp", "1", "--append", "rsdp=scan"]);
+    assert_eq!(handed["result"], "pass");
+    assert_eq!(scanned["result"], "pass", "report: {scanned:#}");
+    assert_eq!(handed["platform"]["acpi"]["rsdp_source"], "pvh");
+    assert_eq!(scanned["platform"]["acpi"]["rsdp_source"], "bios-scan");
+    let address = &handed["platform"]["acpi"]["rsdp"];
+    assert!(address.is_string(), "rsdp address: {address}");
+    assert_eq!(&scanned["platform"]["acpi"]["rsdp"], address);
+}

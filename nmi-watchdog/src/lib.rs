@@ -1,8 +1,17 @@
-//! The hardware-independent HPET NMI watchdog: heartbeats, the detection state machine,
-//! NMI attribution and the rotation policies. Hardware sits behind traits, so the logic runs
-//! on the host against a simulator.
+//! The hardware-independent HPET NMI watchdog: heartbeats, the detection state machine, NMI
+//! attribution and the rotation policies. Hardware sits behind traits, so the logic runs on
+//! the host against a simulator; the kernel links the same code.
 //!
-//! This crate is filled in by the watchdog work; the kernel foundation only depends on it
-//! being a `no_std` crate that forbids `unsafe`.
+//! - [`timing`]: T, the heartbeat and check periods, the attribution window and each
+//!   policy's worst-case detection bound, derived and documented.
+//! - [`detect`]: heartbeats and the "not advanced for T" decision, once per lockup episode.
+//! - [`attribution`]: which NMI was it (HPET by expected expiry, IPI by mailbox, merged,
+//!   unknown), and the liveness check that notices when HPET NMIs stop.
+//! - [`policy`]: the five rotation policies.
 #![no_std]
 #![forbid(unsafe_code)]
+
+pub mod attribution;
+pub mod detect;
+pub mod policy;
+pub mod timing;

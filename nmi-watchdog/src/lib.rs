@@ -8,10 +8,16 @@
 //! - [`attribution`]: which NMI was it (HPET by expected expiry, IPI by mailbox, merged,
 //!   unknown), and the liveness check that notices when HPET NMIs stop.
 //! - [`policy`]: the five rotation policies.
+//! - [`engine`]: what each CPU does on its timer tick and on an NMI under each policy, with
+//!   the machine behind the [`engine::Machine`] trait.
 #![no_std]
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod attribution;
 pub mod detect;
+pub mod engine;
 pub mod policy;
 pub mod timing;

@@ -68,6 +68,13 @@ pub struct CpuEntry {
     pub apic_id: u32,
 }
 
+/// An I/O APIC from the MADT.
+#[derive(Clone, Copy, Default)]
+pub struct IoApicEntry {
+    pub address: u64,
+    pub gsi_base: u32,
+}
+
 /// What the kernel learnt from ACPI.
 pub struct Acpi {
     pub rsdp_address: u64,
@@ -88,6 +95,8 @@ pub struct Acpi {
     pub max_apic_id: u32,
     pub lapic_address: u64,
     pub ioapic_count: usize,
+    /// The first I/O APICs: register base and first GSI.
+    pub ioapics: [IoApicEntry; 8],
     /// The MADT walk stopped at a malformed entry.
     pub madt_truncated: bool,
     pub hpet: Option<HpetTable>,
@@ -172,6 +181,7 @@ pub fn discover(location: RsdpLocation) -> Result<Acpi, &'static str> {
         max_apic_id: 0,
         lapic_address: 0xfee0_0000,
         ioapic_count: 0,
+        ioapics: [IoApicEntry::default(); 8],
         madt_truncated: false,
         hpet: None,
         dmar: None,
@@ -218,7 +228,17 @@ pub fn discover(location: RsdpLocation) -> Result<Acpi, &'static str> {
             break;
         };
         match entry {
-            acpi_probe::madt::MadtEntry::IoApic { .. } => acpi.ioapic_count += 1,
+            acpi_probe::madt::MadtEntry::IoApic {
+                address, gsi_base, ..
+            } => {
+                if let Some(slot) = acpi.ioapics.get_mut(acpi.ioapic_count) {
+                    *slot = IoApicEntry {
+                        address: u64::from(address),
+                        gsi_base,
+                    };
+                }
+                acpi.ioapic_count += 1;
+            }
             acpi_probe::madt::MadtEntry::LocalApicAddressOverride { address } => {
                 acpi.lapic_address = address
             }

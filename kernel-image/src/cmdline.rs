@@ -30,6 +30,16 @@ pub enum RsdpOption {
     Scan,
 }
 
+/// The HPET NMI route self-test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HpetNmiRoute {
+    Off,
+    /// FSB (MSI) delivery straight to the boot CPU.
+    Fsb,
+    /// Through an I/O APIC input with NMI delivery mode.
+    IoApic,
+}
+
 /// A deliberate exception, raised to prove the exception report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
@@ -52,6 +62,8 @@ pub struct Options {
     pub fault_cpu: u32,
     pub ap_timeout_ms: u32,
     pub rsdp: RsdpOption,
+    pub hpet_nmi: HpetNmiRoute,
+    pub hpet_nmi_period_us: u32,
 }
 
 impl Default for Options {
@@ -65,6 +77,8 @@ impl Default for Options {
             fault_cpu: 0,
             ap_timeout_ms: 1000,
             rsdp: RsdpOption::Auto,
+            hpet_nmi: HpetNmiRoute::Off,
+            hpet_nmi_period_us: 10_000,
         }
     }
 }
@@ -97,7 +111,7 @@ impl fmt::Display for OptionError<'_> {
         match self {
             Self::Unknown { word } => write!(
                 f,
-                "unknown boot option '{word}' (known: exit, x2apic, rsdp, tick_us, settle_ms, fault, fault_cpu, ap_timeout_ms; see docs/cmdline.md)"
+                "unknown boot option '{word}' (known: exit, x2apic, rsdp, tick_us, settle_ms, fault, fault_cpu, ap_timeout_ms, hpet_nmi, hpet_nmi_period_us; see docs/cmdline.md)"
             ),
             Self::BadValue { name, value, expected } => {
                 write!(f, "boot option {name}: bad value '{value}', expected {expected}")
@@ -179,6 +193,17 @@ pub fn parse(cmdline: &str) -> Result<Options, OptionError<'_>> {
                     _ => return Err(bad("auto or scan")),
                 }
             }
+            "hpet_nmi" => {
+                options.hpet_nmi = match value {
+                    "off" => HpetNmiRoute::Off,
+                    "fsb" => HpetNmiRoute::Fsb,
+                    "ioapic" => HpetNmiRoute::IoApic,
+                    _ => return Err(bad("off, fsb or ioapic")),
+                }
+            }
+            "hpet_nmi_period_us" => {
+                options.hpet_nmi_period_us = number(name, value, 1_000, 10_000_000, "1000..=10000000")?
+            }
             "tick_us" => options.tick_us = number(name, value, 100, 1_000_000, "100..=1000000")?,
             "settle_ms" => options.settle_ms = number(name, value, 0, 60_000, "0..=60000")?,
             "fault_cpu" => options.fault_cpu = number(name, value, 0, u32::MAX, "a CPU index")?,
@@ -228,6 +253,13 @@ mod tests {
         let o = parse("exit=qemu x2apic=off tick_us=500 settle_ms=250 fault=page-fault fault_cpu=3 ap_timeout_ms=20 rsdp=scan")
             .unwrap();
         assert_eq!(o.rsdp, RsdpOption::Scan);
+        let r = parse("hpet_nmi=ioapic hpet_nmi_period_us=5000").unwrap();
+        assert_eq!(
+            (r.hpet_nmi, r.hpet_nmi_period_us),
+            (HpetNmiRoute::IoApic, 5000)
+        );
+        assert!(parse("hpet_nmi=msi").is_err());
+        assert!(parse("hpet_nmi_period_us=999").is_err());
         assert_eq!(o.exit, ExitOption::Qemu);
         assert_eq!(o.x2apic, X2apicOption::Off);
         assert_eq!(

@@ -48,6 +48,7 @@ extern "C" fn interrupt_dispatch(frame: &mut InterruptFrame) {
         2 => {
             if let Some(me) = percpu::current() {
                 me.nmis.fetch_add(1, Ordering::Relaxed);
+                crate::hpet_route::count_nmi(me);
             }
         }
         0..=31 => exception(frame),

@@ -10,6 +10,7 @@ mod acpi;
 mod arch;
 mod console;
 mod exit;
+mod hpet_route;
 mod interrupts;
 mod mem;
 mod percpu;
@@ -22,7 +23,7 @@ use exit::{finish, ExitMode, Outcome};
 use interrupts::ReasonBuf;
 use kernel_image::apic_mode::{self, ApicFacts};
 use kernel_image::bootinfo::{self, MemoryMap};
-use kernel_image::cmdline::{self, ExitOption, FaultKind, Options, RsdpOption};
+use kernel_image::cmdline::{self, ExitOption, FaultKind, HpetNmiRoute, Options, RsdpOption};
 use kernel_image::proto::{Hex, Quoted, PROTOCOL_VERSION};
 
 /// Where the (masked) legacy PICs deliver, should a spurious IRQ 7 or 15 still arrive.
@@ -474,7 +475,47 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
     if options.fault != FaultKind::None {
         request_fault(options.fault, options.fault_cpu, bsp_index, acpi.cpu_count);
     }
+    let route_test = match (options.hpet_nmi, hpet.as_ref()) {
+        (HpetNmiRoute::Off, _) => None,
+        (_, None) => fail_with(
+            "hpet-nmi",
+            "hpet_nmi asks for an HPET route, but there is no usable HPET",
+        ),
+        (route, Some(hpet)) => {
+            let period_ns = u64::from(options.hpet_nmi_period_us) * 1000;
+            let before = bsp.nmi_expiries.load(Ordering::Relaxed);
+            match hpet_route::arm(hpet, &acpi, route, bsp_apic_id, period_ns, tsc.hz) {
+                Ok(armed) => Some((armed, before, period_ns)),
+                Err(reason) => fail_with("hpet-nmi", reason),
+            }
+        }
+    };
     cpu::delay_ns(tsc.hz, u64::from(options.settle_ms) * 1_000_000);
+    let mut route_failure = None;
+    if let (Some((armed, before, period_ns)), Some(hpet)) = (route_test, hpet.as_ref()) {
+        hpet_route::disarm(hpet, &acpi, &armed);
+        let nmis = bsp
+            .nmi_expiries
+            .load(Ordering::Relaxed)
+            .wrapping_sub(before);
+        let duplicates = bsp.nmi_duplicates.load(Ordering::Relaxed);
+        let expected = u64::from(options.settle_ms) * 1_000_000 / period_ns;
+        let (route, address, data) = match armed.route {
+            arch::hpet::Route::Fsb { address, data } => ("fsb", address, data),
+            arch::hpet::Route::IoApic { .. } => ("ioapic", 0, 0),
+        };
+        println!(
+            "HPETWD hpet-nmi route={route} timer={} width={} period_ns={period_ns} period_ticks={} fsb_address={address:#x} fsb_data={data:#x} ioapic_gsi={} dest_apic_id={bsp_apic_id} expiries={nmis} duplicates={duplicates} expected={expected}",
+            armed.timer,
+            if armed.width == arch::hpet::Width::Bits64 { 64 } else { 32 },
+            armed.period_ticks,
+            armed.ioapic_pin.map_or(-1, i64::from),
+        );
+        if nmis.abs_diff(expected) > 1 {
+            route_failure =
+                Some("the count of HPET NMI expiries differs from the period by more than one");
+        }
+    }
 
     // Read every count first, then print: printing takes guest time, which would otherwise
     // lengthen the window of the CPUs printed last.
@@ -529,6 +570,9 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
             expected,
             "a CPU's LAPIC timer never ticked",
         );
+    }
+    if let Some(reason) = route_failure {
+        finish(Outcome::Fail, online, expected, reason);
     }
     finish(Outcome::Pass, online, expected, "")
 }

@@ -24,6 +24,13 @@ pub struct PerCpu {
     pub ticks: AtomicU64,
     /// NMIs taken (the watchdog attributes them; the foundation only counts).
     pub nmis: AtomicU64,
+    /// NMIs at least half a route-test period after the previous counted one: distinct HPET
+    /// expiries (the `hpet_nmi` self-test).
+    pub nmi_expiries: AtomicU64,
+    /// NMIs closer than that: a second delivery of the same expiry.
+    pub nmi_duplicates: AtomicU64,
+    /// TSC of the last counted expiry.
+    pub last_expiry_tsc: AtomicU64,
     /// Interrupts on vectors nobody owns.
     pub unexpected_interrupts: AtomicU64,
 }
@@ -37,6 +44,9 @@ impl PerCpu {
             online: AtomicBool::new(false),
             ticks: AtomicU64::new(0),
             nmis: AtomicU64::new(0),
+            nmi_expiries: AtomicU64::new(0),
+            nmi_duplicates: AtomicU64::new(0),
+            last_expiry_tsc: AtomicU64::new(0),
             unexpected_interrupts: AtomicU64::new(0),
         }
     }

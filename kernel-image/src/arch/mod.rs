@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod gdt;
 pub mod hpet;
 pub mod idt;
+pub mod ioapic;
 pub mod lapic;
 pub mod mmio;
 pub mod pic;

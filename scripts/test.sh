@@ -15,6 +15,12 @@ echo "== clippy (kernel, freestanding)"
 cargo clippy -p kernel-image --bins --profile kernel --target x86_64-unknown-linux-gnu -- -D warnings
 cargo clippy -p kernel-image --lib --tests -- -D warnings
 
+echo "== clippy (watchdog simulator)"
+cargo clippy -p nmi-watchdog --all-targets --all-features -- -D warnings
+
+echo "== watchdog logic against the simulator"
+cargo test -p nmi-watchdog --all-features
+
 echo "== kernel library tests (host)"
 cargo test -p kernel-image --lib
 

@@ -134,6 +134,11 @@ impl Attribution {
         }
     }
 
+    /// The HPET schedule this CPU claims against, if it gets HPET NMIs.
+    pub fn schedule(&self) -> Option<ExpirySchedule> {
+        self.schedule
+    }
+
     /// Attributes an NMI that entered its handler at `now_ns`, with `ipis_posted` read from
     /// the CPU's mailbox.
     pub fn attribute(&mut self, now_ns: u64, ipis_posted: u64) -> Attributed {
@@ -205,30 +210,62 @@ impl Attribution {
     }
 }
 
-/// When the HPET NMIs last arrived, for the check outside NMI context that notices when they
-/// stop (the watchdog must never die silently).
+/// HPET NMI arrivals, for the check outside NMI context that notices when they stop (the
+/// watchdog must never die silently).
+///
+/// The NMI handler only counts arrivals; the checking CPU (one CPU, on its timer tick)
+/// remembers, on its own clock, when it first saw the current count. Under `round-robin`
+/// the HPET NMIs arrive on every CPU in turn, so a time stamped by the receiving CPU must
+/// never be compared with the checker's clock (regression found by the simulator with
+/// per-CPU clock offsets).
 #[derive(Debug, Default)]
 pub struct HpetLiveness {
-    last_ns: AtomicU64,
+    arrivals: AtomicU64,
+    /// The checker's own record: the count it last saw, and its clock when it first saw it
+    /// (written by the checking CPU only).
+    seen_count: AtomicU64,
+    seen_at_ns: AtomicU64,
 }
 
 impl HpetLiveness {
     pub const fn new() -> Self {
         Self {
-            last_ns: AtomicU64::new(0),
+            arrivals: AtomicU64::new(0),
+            seen_count: AtomicU64::new(0),
+            seen_at_ns: AtomicU64::new(0),
         }
     }
 
-    /// Called from the NMI handler when it claims an HPET NMI.
-    pub fn arrived(&self, now_ns: u64) {
-        self.last_ns.store(now_ns, Ordering::Relaxed);
+    /// Called from the NMI handler when it claims an HPET NMI (on any CPU; `_now_ns` is that
+    /// CPU's clock and is deliberately not kept).
+    pub fn arrived(&self, _now_ns: u64) {
+        self.arrivals.fetch_add(1, Ordering::Release);
     }
 
-    /// Called outside NMI context (the timer tick): whether more than two periods went by
-    /// without an HPET NMI since `armed_ns`, when the watchdog was armed.
+    /// HPET NMIs claimed so far.
+    pub fn arrivals(&self) -> u64 {
+        self.arrivals.load(Ordering::Acquire)
+    }
+
+    /// Called outside NMI context by the one checking CPU, on its own clock: how long no new
+    /// HPET NMI has been seen, counted from when it first saw the current count (or from
+    /// `armed_ns`, its clock when the watchdog was armed, if none came yet).
+    pub fn silence_ns(&self, now_ns: u64, armed_ns: u64) -> u64 {
+        let count = self.arrivals();
+        if count == 0 {
+            return now_ns.saturating_sub(armed_ns);
+        }
+        if count != self.seen_count.load(Ordering::Relaxed) {
+            self.seen_count.store(count, Ordering::Relaxed);
+            self.seen_at_ns.store(now_ns, Ordering::Relaxed);
+        }
+        now_ns.saturating_sub(self.seen_at_ns.load(Ordering::Relaxed).max(armed_ns))
+    }
+
+    /// Called outside NMI context by the one checking CPU (see [`HpetLiveness::silence_ns`]):
+    /// whether more than two periods went by without a new HPET NMI.
     pub fn stalled(&self, now_ns: u64, armed_ns: u64, period_ns: u64) -> bool {
-        let last = self.last_ns.load(Ordering::Relaxed).max(armed_ns);
-        now_ns.saturating_sub(last) > period_ns.saturating_mul(2)
+        self.silence_ns(now_ns, armed_ns) > period_ns.saturating_mul(2)
     }
 }
 
@@ -357,7 +394,24 @@ mod tests {
         assert!(!l.stalled(1_500, 0, 1_000));
         assert!(l.stalled(2_001, 0, 1_000));
         l.arrived(2_000);
-        assert!(!l.stalled(3_999, 0, 1_000));
-        assert!(l.stalled(4_001, 0, 1_000));
+        // Seen first at 2_100 on the checker's clock.
+        assert!(!l.stalled(2_100, 0, 1_000));
+        assert!(!l.stalled(4_100, 0, 1_000));
+        assert!(l.stalled(4_101, 0, 1_000));
+        assert_eq!(l.silence_ns(4_101, 0), 2_001);
+    }
+
+    #[test]
+    fn liveness_never_compares_the_receiving_cpus_clock() {
+        // Regression: under round-robin another CPU claims the HPET NMI, with a clock far
+        // behind (or ahead of) the checker's. Only the count crosses CPUs.
+        let l = HpetLiveness::new();
+        let checker = 1_000_000;
+        assert!(!l.stalled(checker, checker, 1_000));
+        l.arrived(5); // a CPU whose clock reads 5
+        assert!(!l.stalled(checker + 1_500, checker, 1_000));
+        l.arrived(u64::MAX - 3); // and one whose clock is far ahead
+        assert!(!l.stalled(checker + 3_000, checker, 1_000));
+        assert!(l.stalled(checker + 5_001, checker, 1_000));
     }
 }

@@ -170,7 +170,8 @@ impl<'a> Watchdog<'a> {
         }
     }
 
-    /// Outside NMI context on the handling CPU: whether the HPET NMIs stopped.
+    /// Outside NMI context on the handling CPU (one CPU only, on its own clock): whether the
+    /// HPET NMIs stopped; `silent_ns` is how long no new one was seen.
     pub fn check_liveness(
         &self,
         me: CpuIndex,
@@ -182,11 +183,9 @@ impl<'a> Watchdog<'a> {
         let Some(period) = self.timing.hpet_period_ns else {
             return;
         };
-        if liveness.stalled(now_ns, armed_ns, period) {
-            events(Event::HpetStalled {
-                cpu: me,
-                silent_ns: now_ns.saturating_sub(armed_ns),
-            });
+        let silent_ns = liveness.silence_ns(now_ns, armed_ns);
+        if silent_ns > period.saturating_mul(2) {
+            events(Event::HpetStalled { cpu: me, silent_ns });
         }
     }
 
@@ -242,8 +241,8 @@ impl<'a> Watchdog<'a> {
                 self.self_check(me, now_ns, shared, local, timeout, events);
             }
             Policy::RoundRobin => {
-                if claim.hpet.is_some() {
-                    if let Some(next) = self.next_after(me) {
+                if let Some(k) = claim.hpet {
+                    if let Some(next) = self.round_robin_next(me, now_ns, k, local) {
                         machine.route_hpet_to(next);
                     }
                 }
@@ -282,6 +281,27 @@ impl<'a> Watchdog<'a> {
         true
     }
 
+    /// Under `round-robin`, the CPU that owns the first expiry due after `now_ns`, for the
+    /// CPU `me` that just claimed its expiry `k`. Normally the next monitored CPU; but when
+    /// the claim comes late (a latched NMI after a handler held past the next expiries) the
+    /// route skips the expiries that already fired, so that route and schedule stay in
+    /// phase (regression found by the simulator: routing to the next CPU then sent every
+    /// following expiry to a CPU outside its window, reported as unknown for a whole round).
+    fn round_robin_next(
+        &self,
+        me: CpuIndex,
+        now_ns: u64,
+        k: u64,
+        local: &LocalCpu,
+    ) -> Option<CpuIndex> {
+        let q = self.timing.hpet_period_ns.filter(|&q| q > 0)?;
+        let due = local.attribution.schedule()?.due(k)?;
+        let steps = now_ns.saturating_sub(due) / q + 1;
+        let n = self.monitored.len() as u64;
+        let i = (self.position(me)? as u64 + steps % n) % n;
+        self.monitored.get(i as usize).copied()
+    }
+
     fn self_check(
         &self,
         me: CpuIndex,
@@ -294,10 +314,14 @@ impl<'a> Watchdog<'a> {
         if self.position(me).is_none() {
             return;
         }
+        // The count is written after the stamp: a count of 0 means no stamp yet.
+        let last_beat_ns = if shared.heartbeat.count() == 0 {
+            local.self_check.unbeaten_stamp(now_ns)
+        } else {
+            shared.heartbeat.stamp_ns()
+        };
         if let Finding::Locked { stalled_ns } =
-            local
-                .self_check
-                .check(now_ns, shared.heartbeat.stamp_ns(), timeout)
+            local.self_check.check(now_ns, last_beat_ns, timeout)
         {
             events(Event::Lockup {
                 cpu: me,
@@ -388,6 +412,39 @@ mod tests {
         assert_eq!(w.hpet_schedule(0, 1_000).unwrap().first_ns, 1_000 + 3 * q);
         assert_eq!(w.hpet_schedule(0, 1_000).unwrap().period_ns, 4 * q);
         assert_eq!(w.next_after(3), Some(0));
+    }
+
+    #[test]
+    fn round_robin_late_claim_routes_to_the_owner_of_the_next_expiry() {
+        // Regression (simulator): a claim that comes late, from the latched NMI after a
+        // handler held past the next expiries, must not route to the next CPU, whose expiry
+        // has already fired.
+        let shared: &'static [SharedCpu; 4] = Box::leak(Box::new([
+            SharedCpu::new(),
+            SharedCpu::new(),
+            SharedCpu::new(),
+            SharedCpu::new(),
+        ]));
+        let w = watchdog(Policy::RoundRobin, shared);
+        let q = w.timing.hpet_period_ns.unwrap();
+        let first = 10 * T;
+        let local = w.local_for(1, first); // CPU 1 owns expiries first + 4 j q
+                                           // On time (early or late within the window): the next CPU.
+        assert_eq!(w.round_robin_next(1, first - 3, 0, &local), Some(2));
+        assert_eq!(w.round_robin_next(1, first + 3, 0, &local), Some(2));
+        // Claimed 2.5 q late: the expiries of CPUs 2 and 3 are gone; CPU 0's is next.
+        assert_eq!(
+            w.round_robin_next(1, first + 2 * q + q / 2, 0, &local),
+            Some(0)
+        );
+        // 3 q late: CPU 1's own next expiry is next.
+        assert_eq!(w.round_robin_next(1, first + 3 * q + 1, 0, &local), Some(1));
+
+        // Through the NMI handler: expiry 0 claimed on time routes to CPU 2.
+        let machine = Recorder::default();
+        let mut local = w.local_for(1, first);
+        assert!(w.on_nmi(1, first, &mut local, None, None, &machine, &mut |_| {}));
+        assert_eq!(*machine.route.borrow(), Some(2));
     }
 
     #[test]

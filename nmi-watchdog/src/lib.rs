@@ -10,6 +10,9 @@
 //! - [`policy`]: the five rotation policies.
 //! - [`engine`]: what each CPU does on its timer tick and on an NMI under each policy, with
 //!   the machine behind the [`engine::Machine`] trait.
+//! - `sim` (feature `sim`, host only, uses std): a deterministic simulator of the machine
+//!   (HPET, APICs, clocks, NMI latching, faults) the tests run every policy against; the
+//!   kernel never enables it. See docs/watchdog.md.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -20,4 +23,6 @@ pub mod attribution;
 pub mod detect;
 pub mod engine;
 pub mod policy;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod timing;

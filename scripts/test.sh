@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+# The Debian kernel and busybox the Linux-guest probe tests boot (docs/linux-guest.md).
+scripts/linux-guest.sh
 
 echo "== format"
 cargo fmt --all -- --check

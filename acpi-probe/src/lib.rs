@@ -32,12 +32,15 @@ extern crate std;
 pub mod error;
 mod read;
 
+pub mod cpu;
 pub mod dmar;
 pub mod hpet;
+pub mod ivrs;
 pub mod madt;
 pub mod root;
 pub mod rsdp;
 pub mod sdt;
+pub mod verdict;
 
 #[cfg(feature = "alloc")]
 pub mod acpidump;

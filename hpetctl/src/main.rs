@@ -1,12 +1,14 @@
 //! `hpetctl`: build and boot the hpetwd kernel, and read its serial result protocol.
 //! See docs/hpetctl.md.
 
-#![forbid(unsafe_code)]
+// `unsafe` only in probe::devmem (read-only /dev/mem mappings), which allows it locally.
+#![deny(unsafe_code)]
 
 mod bench;
 mod image;
 mod iso;
 mod kernel_image;
+mod probe;
 mod protocol;
 mod qemu;
 mod run;
@@ -46,6 +48,28 @@ enum Command {
     /// Benchmarks (tables on stdout, or JSON); results and their reading are in docs/.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Report what this machine (or an ACPI dump) offers an HPET NMI watchdog: HPET, routes,
+    /// IOMMU, x2APIC, TSC, PMU counters, and verdicts. Reads only; writes nothing.
+    ///
+    /// Exit status: 0 possible (or not ruled out), 1 not possible, 2 error (docs/probe.md).
+    Probe(ProbeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ProbeArgs {
+    /// Read the ACPI tables from an `acpidump` text file instead of this machine.
+    #[arg(long, value_name = "FILE", conflicts_with = "tables")]
+    acpidump: Option<PathBuf>,
+    /// Read the ACPI tables from a directory of binary tables (e.g. a copy of
+    /// /sys/firmware/acpi/tables) instead of this machine.
+    #[arg(long, value_name = "DIR")]
+    tables: Option<PathBuf>,
+    /// Print one JSON document (schema hpetwd-probe/1) instead of the report.
+    #[arg(long)]
+    json: bool,
+    /// Root of the file system the live facts are read from (for tests).
+    #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+    root: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,6 +178,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => run_command(&args),
+        Command::Probe(args) => probe_command(&args),
         Command::Bench(BenchCommand::Boot(args)) => match bench_boot(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -161,6 +186,38 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_ERROR)
             }
         },
+    }
+}
+
+fn probe_command(args: &ProbeArgs) -> ExitCode {
+    let tables = match (&args.acpidump, &args.tables) {
+        (Some(f), _) => probe::TableInput::Acpidump(f.clone()),
+        (None, Some(d)) => probe::TableInput::Dir(d.clone()),
+        (None, None) => probe::TableInput::Live,
+    };
+    let opts = probe::Options {
+        tables,
+        root: args.root.clone(),
+    };
+    match probe::probe(&opts) {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(s) => out(&format!("{s}\n")),
+                    Err(e) => {
+                        err_line(&format!("hpetctl probe: error: cannot serialise: {e}"));
+                        return ExitCode::from(EXIT_ERROR);
+                    }
+                }
+            } else {
+                out(&probe::render(&report));
+            }
+            ExitCode::from(report.exit_code())
+        }
+        Err(e) => {
+            err_line(&format!("hpetctl probe: error: {e:#}"));
+            ExitCode::from(EXIT_ERROR)
+        }
     }
 }
 

@@ -81,7 +81,7 @@ pub mod msr {
     /// §11.12.1).
     pub const IA32_APIC_BASE: u32 = 0x1B;
     /// MSR_TSX_FORCE_ABORT: bit 0 RTM_FORCE_ABORT (Intel, "Performance Monitoring Impact of
-    /// Intel TSX", 2019; enumerated by CPUID.(EAX=7,ECX=0):EDX[13]).
+    /// Intel TSX", 2019; enumerated by CPUID.(EAX=7,ECX=0):EDX\[13\]).
     pub const TSX_FORCE_ABORT: u32 = 0x10F;
     /// IA32_PERFEVTSEL0; counter i at +i (SDM Vol. 3B §20.2.1.1).
     pub const IA32_PERFEVTSEL0: u32 = 0x186;
@@ -132,9 +132,9 @@ pub enum PmuKind {
     IntelArch,
     /// AMD: 4 legacy counters at 0xC0010000 (no PerfCtrExtCore).
     AmdLegacy,
-    /// AMD: 6 core counters at 0xC0010200 (CPUID.80000001H:ECX[23] PerfCtrExtCore).
+    /// AMD: 6 core counters at 0xC0010200 (CPUID.80000001H:ECX\[23\] PerfCtrExtCore).
     AmdExtCore,
-    /// AMD PerfMonV2 (CPUID.80000022H:EAX[0]), counts from EBX[3:0].
+    /// AMD PerfMonV2 (CPUID.80000022H:EAX\[0\]), counts from EBX\[3:0\].
     AmdV2,
 }
 
@@ -142,7 +142,7 @@ pub enum PmuKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pmu {
     pub kind: PmuKind,
-    /// Intel: CPUID.0AH:EAX[7:0]; AMD: 2 for PerfMonV2, 1 otherwise; 0 for none.
+    /// Intel: CPUID.0AH:EAX\[7:0\]; AMD: 2 for PerfMonV2, 1 otherwise; 0 for none.
     pub version: u8,
     /// General-purpose counters per logical processor.
     pub gp_counters: u8,
@@ -163,13 +163,13 @@ pub enum TscFrequencySource {
     Leaf16Base,
 }
 
-/// What a hypervisor announces (CPUID.1:ECX[31] and leaves 0x40000000+).
+/// What a hypervisor announces (CPUID.1:ECX\[31\] and leaves 0x40000000+).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hypervisor {
     /// CPUID.40000000H: EBX, ECX, EDX ("KVMKVMKVM\0\0\0", "Microsoft Hv", "TCGTCGTCGTCG", ...).
     pub signature: [u8; 12],
     pub max_leaf: u32,
-    /// KVM_FEATURE_MSI_EXT_DEST_ID, CPUID.40000001H:EAX[15] under a KVM signature: MSIs carry
+    /// KVM_FEATURE_MSI_EXT_DEST_ID, CPUID.40000001H:EAX\[15\] under a KVM signature: MSIs carry
     /// 15 destination bits (address bits 11:5 extend the APIC ID), so APIC IDs up to 32767 are
     /// reachable without interrupt remapping (Linux Documentation/virt/kvm/x86/cpuid.rst).
     pub kvm_msi_ext_dest_id: bool,
@@ -192,22 +192,22 @@ pub struct CpuFacts {
     pub family: u32,
     pub model: u32,
     pub stepping: u8,
-    /// CPUID.01H:ECX[21].
+    /// CPUID.01H:ECX\[21\].
     pub x2apic: bool,
-    /// CPUID.80000007H:EDX[8] InvariantTSC.
+    /// CPUID.80000007H:EDX\[8\] InvariantTSC.
     pub invariant_tsc: bool,
-    /// CPUID.06H:EAX[2] ARAT: the local APIC timer keeps running in deep C-states (without it
+    /// CPUID.06H:EAX\[2\] ARAT: the local APIC timer keeps running in deep C-states (without it
     /// Linux takes FSB-capable HPET channels as per-CPU clockevents).
     pub arat: bool,
-    /// CPUID.07H.0:EBX[11] RTM.
+    /// CPUID.07H.0:EBX\[11\] RTM.
     pub rtm: bool,
-    /// CPUID.07H.0:EDX[13] TSX_FORCE_ABORT: MSR 0x10F exists and PMC3 is shared with TSX.
+    /// CPUID.07H.0:EDX\[13\] TSX_FORCE_ABORT: MSR 0x10F exists and PMC3 is shared with TSX.
     pub tsx_force_abort: bool,
     /// TSC frequency in Hz, when CPUID gives it.
     pub tsc_hz: Option<u64>,
     pub tsc_hz_source: Option<TscFrequencySource>,
     pub pmu: Pmu,
-    /// CPUID.01H:ECX[31] set.
+    /// CPUID.01H:ECX\[31\] set.
     pub hypervisor: Option<Hypervisor>,
 }
 
@@ -376,8 +376,8 @@ impl CpuFacts {
     }
 
     /// AMD APM Vol. 2 §13.2: 4 legacy counters; 6 with PerfCtrExtCore
-    /// (CPUID.80000001H:ECX[23]); PerfMonV2 (CPUID.80000022H:EAX[0]) gives the count in
-    /// EBX[3:0]. All are 48 bits wide. There are no fixed counters.
+    /// (CPUID.80000001H:ECX\[23\]); PerfMonV2 (CPUID.80000022H:EAX\[0\]) gives the count in
+    /// EBX\[3:0\]. All are 48 bits wide. There are no fixed counters.
     fn amd_pmu(ext: &impl Fn(u32) -> CpuidRegs) -> Pmu {
         let ext_core = bit(ext(0x8000_0001).ecx, 23);
         let l22 = ext(0x8000_0022);
@@ -547,7 +547,7 @@ pub fn pmu_usage(cpu: &CpuFacts, msrs: &impl MsrSource) -> Result<PmuUsage, PmuU
 /// on parts that enumerate it, PMC3 serves either TSX or perf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TsxForceAbort {
-    /// CPUID.07H.0:EDX[13] clear: no interaction; all GP counters belong to perf.
+    /// CPUID.07H.0:EDX\[13\] clear: no interaction; all GP counters belong to perf.
     NotEnumerated,
     /// RTM_FORCE_ABORT (bit 0) set: RTM transactions abort and perf may use PMC3.
     ForceAbort,

@@ -362,28 +362,57 @@ fn policies(inputs: &Inputs, r: &Routes, high_ids: bool) -> Policies {
             "x2APIC present (single-MSR ICR writes) and an HPET NMI route exists",
         ),
     };
-    let rr = match (r.fsb_remapped.answer, r.fsb_direct.answer) {
-        _ if route == Answer::No => v(Answer::No, "no HPET NMI route"),
-        (Answer::Yes, _) => v(
+    // Round-robin sends the HPET's own NMI to each CPU in turn, so the route must reach
+    // every APIC ID: above 255 only IRTEs in VT-d extended interrupt mode do.
+    let io = inputs.iommu;
+    let vtd_remapping = io.kind == IommuKind::IntelVtd && io.interrupt_remapping;
+    let reach = if !high_ids {
+        Answer::Yes
+    } else if vtd_remapping {
+        match io.extended_interrupt_mode {
+            Some(true) => Answer::Yes,
+            Some(false) => Answer::No,
+            None => Answer::Unknown,
+        }
+    } else {
+        Answer::No
+    };
+    let rr = if route == Answer::No {
+        v(Answer::No, "no HPET NMI route")
+    } else if reach == Answer::No {
+        v(
+            Answer::No,
+            "round-robin routes the HPET NMI to every CPU in turn; APIC IDs above 255 need IRTEs in VT-d extended interrupt mode, which this machine lacks",
+        )
+    } else if reach == Answer::Unknown {
+        v(
+            Answer::Unknown,
+            "APIC IDs above 255 need VT-d extended interrupt mode; ECAP.EIM was not read",
+        )
+    } else if r.fsb_remapped.answer == Answer::Yes {
+        v(
             Answer::Yes,
             "remapped FSB route: one IRTE per CPU set up at init; the NMI path only switches the handle",
-        ),
-        (_, Answer::Yes) if !high_ids => v(
+        )
+    } else if r.ioapic.answer == Answer::Yes && (!high_ids || vtd_remapping) {
+        v(
             Answer::Yes,
-            "direct FSB route: the NMI path rewrites the route's destination (every APIC ID fits in 8 bits)",
-        ),
-        (_, Answer::Yes) => v(
+            "I/O APIC route: the NMI path switches the redirection entry to the next CPU (its IRTE handle under remapping, else its destination); one index/data pair on an I/O APIC only the watchdog kernel programs, so no other access interleaves",
+        )
+    } else if r.fsb_direct.answer == Answer::Yes && !high_ids {
+        v(
+            Answer::Yes,
+            "direct FSB route: the NMI path rewrites the route's destination, one 32-bit write (every APIC ID fits in 8 bits)",
+        )
+    } else if [r.fsb_remapped.answer, r.ioapic.answer, r.fsb_direct.answer]
+        .contains(&Answer::Unknown)
+    {
+        v(Answer::Unknown, "the HPET's routes were not all read")
+    } else {
+        v(
             Answer::No,
-            "APIC IDs above 255 cannot be FSB destinations without remapping, and the remapped route is unavailable",
-        ),
-        (Answer::Unknown, _) | (_, Answer::Unknown) => v(
-            Answer::Unknown,
-            "round-robin needs an FSB route; FSB capability was not read",
-        ),
-        _ => v(
-            Answer::No,
-            "round-robin retargets the HPET from NMI context: needs an FSB route (the I/O APIC route would need an index/data register write)",
-        ),
+            "no route can be switched to every CPU: APIC IDs above 255 need a remapped route",
+        )
     };
     let buddy = match inputs.cpus {
         Some(n) if n < 2 => v(Answer::No, "buddy needs at least two CPUs"),
@@ -730,7 +759,8 @@ mod tests {
         assert_eq!(v.routes.fsb_direct.answer, Answer::No);
         assert_eq!(v.routes.ioapic.answer, Answer::Yes);
         assert_eq!(v.routes.ioapic_inputs, 0x00f0_0004);
-        assert_eq!(v.policies.round_robin.answer, Answer::No);
+        // The I/O APIC route can be switched from NMI context: the kernel owns that I/O APIC.
+        assert_eq!(v.policies.round_robin.answer, Answer::Yes);
         assert_eq!(v.policies.broadcast.answer, Answer::Yes);
     }
 
@@ -762,7 +792,8 @@ mod tests {
         no_eim.extended_interrupt_mode = Some(false);
         let v = evaluate(&inputs(&timers, no_eim, 300));
         assert_eq!(v.high_apic_ids.answer, Answer::No);
-        assert_eq!(v.policies.round_robin.answer, Answer::Yes); // remapped route still works
+        // Without EIM an IRTE's destination is 8 bits: CPUs above 255 cannot be reached.
+        assert_eq!(v.policies.round_robin.answer, Answer::No);
         let amd = IommuFacts {
             kind: IommuKind::AmdVi,
             interrupt_remapping: true,

@@ -31,9 +31,8 @@ impl IoApic {
     /// map, and no other `IoApic` for the same base may be used at the same time.
     pub unsafe fn new(base: u64) -> Self {
         // SAFETY: the caller's contract: an I/O APIC register page.
-        Self {
-            regs: unsafe { RegisterBlock::new(base, 0x20) },
-        }
+        let regs = unsafe { RegisterBlock::new(base, 0x20) };
+        Self { regs }
     }
 
     fn read(&self, register: u32) -> u32 {

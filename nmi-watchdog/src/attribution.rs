@@ -97,6 +97,11 @@ pub enum Attributed {
     Claimed(Claim),
     /// The second NMI of two causes the previous handler already claimed.
     Swallowed,
+    /// A second NMI within the window of the HPET expiry already claimed: the same expiry
+    /// delivered twice (QEMU's periodic HPET does this under -icount, docs/platform.md). A
+    /// spurious NMI landing inside a claimed window is counted here too: the two cannot be
+    /// told apart, and neither can cause a false lockup.
+    Duplicate,
     /// Not the watchdog's: count and report it, never claim it.
     Unknown,
 }
@@ -169,6 +174,14 @@ impl Attribution {
             Some(p) if p.causes > 1 && now_ns <= p.exit_ns.saturating_add(self.window_ns) => {
                 // The record of this NMI has no causes, so only one follow-up is swallowed.
                 Attributed::Swallowed
+            }
+            _ if self.last_hpet.is_some()
+                && self
+                    .schedule
+                    .and_then(|s| s.in_window(now_ns, self.window_ns))
+                    == self.last_hpet =>
+            {
+                Attributed::Duplicate
             }
             _ => Attributed::Unknown,
         }
@@ -306,8 +319,8 @@ mod tests {
         let mut a = Attribution::new(Some(SCHEDULE), WINDOW);
         assert_eq!(a.attribute(1_002, 0), claim(Some(0), 0));
         a.handler_done(1_004);
-        // A duplicate in the same window is not the HPET's.
-        assert_eq!(a.attribute(1_006, 0), Attributed::Unknown);
+        // A second NMI in the window of the expiry just claimed: a duplicate delivery.
+        assert_eq!(a.attribute(1_006, 0), Attributed::Duplicate);
         a.handler_done(1_007);
         assert_eq!(a.attribute(2_000, 0), claim(Some(1), 0));
         a.handler_done(2_001);
@@ -345,8 +358,11 @@ mod tests {
         // ... the IPI's own NMI arrives after the handler returned: swallowed, not unknown.
         assert_eq!(a.attribute(2_005, 1), Attributed::Swallowed);
         a.handler_done(2_006);
-        // Only one follow-up is swallowed.
-        assert_eq!(a.attribute(2_007, 1), Attributed::Unknown);
+        // Only one follow-up is swallowed; a third NMI still inside expiry 1's window counts
+        // as a duplicate delivery of it, one outside any window is unknown.
+        assert_eq!(a.attribute(2_007, 1), Attributed::Duplicate);
+        a.handler_done(2_008);
+        assert_eq!(a.attribute(2_050, 1), Attributed::Unknown);
     }
 
     #[test]

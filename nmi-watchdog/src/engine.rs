@@ -76,6 +76,8 @@ pub enum Event {
     UnknownNmi { cpu: CpuIndex },
     /// A second NMI of two causes already handled together.
     SwallowedNmi { cpu: CpuIndex },
+    /// A second NMI within the window of the HPET expiry already claimed.
+    DuplicateNmi { cpu: CpuIndex },
     /// The HPET NMIs stopped arriving (noticed outside NMI context).
     HpetStalled { cpu: CpuIndex, silent_ns: u64 },
 }
@@ -210,6 +212,10 @@ impl<'a> Watchdog<'a> {
             Attributed::Claimed(claim) => claim,
             Attributed::Swallowed => {
                 events(Event::SwallowedNmi { cpu: me });
+                return true;
+            }
+            Attributed::Duplicate => {
+                events(Event::DuplicateNmi { cpu: me });
                 return true;
             }
             Attributed::Unknown => {

@@ -427,7 +427,7 @@ fn spurious_nmi_outside_the_window_is_unknown_and_harmless() {
 }
 
 #[test]
-fn spurious_nmi_inside_the_window_is_taken_for_the_hpet_and_the_real_one_is_unknown() {
+fn spurious_nmi_inside_the_window_is_taken_for_the_hpet_and_the_real_one_is_a_duplicate() {
     for policy in Policy::ALL.into_iter().filter(|p| p.uses_hpet()) {
         let cfg = SimConfig::new(policy, 4, T, 2);
         let mut sim = Sim::new(cfg).unwrap();
@@ -439,25 +439,26 @@ fn spurious_nmi_inside_the_window_is_taken_for_the_hpet_and_the_real_one_is_unkn
         let at = due - sim.timing.window_ns / 2;
         sim.inject(Fault::SpuriousNmi { cpu, at });
         sim.run_until(8 * T);
-        let unknown: Vec<(u64, Event)> = sim
+        let leftover: Vec<(u64, Event)> = sim
             .events()
             .iter()
             .copied()
-            .filter(|(_, e)| matches!(e, Event::UnknownNmi { .. }))
+            .filter(|(_, e)| matches!(e, Event::UnknownNmi { .. } | Event::DuplicateNmi { .. }))
             .collect();
-        // The real HPET NMI is the one left over. Under round-robin the spurious claim moved
-        // the route on, so the real NMI lands on the next CPU, outside that CPU's window.
-        let real_on = if policy == Policy::RoundRobin {
-            hpet_target(&sim, k + 1)
+        // The real HPET NMI is the one left over. On the same CPU it falls inside the window of
+        // the expiry the spurious NMI was taken for: a duplicate. Under round-robin the
+        // spurious claim moved the route on, so the real NMI lands on the next CPU, outside
+        // that CPU's window: unknown.
+        let expected = if policy == Policy::RoundRobin {
+            Event::UnknownNmi {
+                cpu: hpet_target(&sim, k + 1),
+            }
         } else {
-            cpu
+            Event::DuplicateNmi { cpu }
         };
         assert_eq!(
-            unknown,
-            [(
-                due + sim.cfg.hpet_delay_ns,
-                Event::UnknownNmi { cpu: real_on }
-            )],
+            leftover,
+            [(due + sim.cfg.hpet_delay_ns, expected)],
             "{policy}"
         );
         assert_eq!(sim.lockups(), [], "{policy}: no false positive");

@@ -462,3 +462,114 @@ fn hpet_fsb_route_needs_the_fsb_capability() {
         "{errors:#?}"
     );
 }
+
+/// The address range of a function in the kernel ELF, from its symbol table.
+fn symbol_range(elf_path: &Path, name: &str) -> std::ops::Range<u64> {
+    let bytes = std::fs::read(elf_path).unwrap();
+    let elf = goblin::elf::Elf::parse(&bytes).unwrap();
+    let sym = elf
+        .syms
+        .iter()
+        .find(|s| elf.strtab.get_at(s.st_name) == Some(name))
+        .unwrap_or_else(|| panic!("no symbol {name} in the kernel ELF"));
+    assert!(sym.st_size > 0, "{name} has no size");
+    sym.st_value..sym.st_value + sym.st_size
+}
+
+/// All protocol records named `record` in a serial log, as key/value maps.
+fn records(log: &Path, record: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let prefix = format!("HPETWD {record} ");
+    std::fs::read_to_string(log)
+        .expect("serial log")
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(2)
+                .filter_map(|f| f.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Under `policy` at 4 vCPUs with CPU 1 handling, CPU 2 spinning with interrupts off from
+/// 1.3 s is reported once, on CPU 2, by the expected CPU, within [T - h, bound], with its RIP
+/// inside the spinning function; no other CPU is reported and no NMI is left unknown.
+fn watchdog_detects_a_lockup(policy: &str, detector: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serial.log");
+    let append = format!("policy={policy} timeout=1 handler=1 scenario=lockup:cpu=2,after=1.3");
+    let report = run_json(
+        &elf(),
+        &[
+            "--smp",
+            "4",
+            "--cpu",
+            "qemu64,+x2apic",
+            "--qemu-arg=-global",
+            "--qemu-arg=hpet.msi=on",
+            "--append",
+            &append,
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(report["result"], "pass", "report: {report:#}");
+    let timing = &records(&log, "watchdog")[0];
+    let num = |m: &std::collections::HashMap<String, String>, k: &str| -> u64 {
+        m[k].parse().unwrap_or_else(|_| panic!("{k}={}", m[k]))
+    };
+    // The derivation's hand calculation for T = 1 s (nmi-watchdog timing.rs): h = 200 ms,
+    // every HPET policy's bound 1.45 s.
+    assert_eq!(num(timing, "heartbeat_ns"), 200_000_000);
+    assert_eq!(num(timing, "bound_ns"), 1_450_000_000);
+    let lockups = records(&log, "lockup");
+    assert_eq!(lockups.len(), 1, "{lockups:?}");
+    let l = &lockups[0];
+    assert_eq!(num(l, "cpu"), 2);
+    assert_eq!(num(l, "detected_by"), detector, "{l:?}");
+    let latency = num(l, "latency_ns");
+    assert!(
+        (800_000_000..=1_450_000_000).contains(&latency),
+        "latency {latency} ns: {l:?}"
+    );
+    let rip = u64::from_str_radix(l["rip"].trim_start_matches("0x"), 16).unwrap();
+    let spin = symbol_range(&elf(), "hpetwd_lockup_spin");
+    assert!(
+        spin.contains(&rip),
+        "RIP {rip:#x} outside hpetwd_lockup_spin {spin:x?}"
+    );
+    for counts in records(&log, "nmi-counts") {
+        assert_eq!(num(&counts, "unknown"), 0, "{counts:?}");
+        assert_eq!(num(&counts, "stalls"), 0, "{counts:?}");
+    }
+}
+
+#[test]
+fn watchdog_broadcast_detects_a_lockup() {
+    watchdog_detects_a_lockup("broadcast", 2);
+}
+
+#[test]
+fn watchdog_round_robin_detects_a_lockup() {
+    watchdog_detects_a_lockup("round-robin", 2);
+}
+
+#[test]
+fn watchdog_chain_detects_a_lockup() {
+    watchdog_detects_a_lockup("chain", 2);
+}
+
+#[test]
+fn watchdog_remote_detects_a_lockup() {
+    // The checker (CPU 1) compares heartbeat counts; CPU 2's registers come from the NMI
+    // the checker sends it.
+    watchdog_detects_a_lockup("remote", 1);
+}
+
+#[test]
+fn watchdog_buddy_detects_a_lockup() {
+    // CPU 1's timer checks its neighbour, CPU 2.
+    watchdog_detects_a_lockup("buddy", 1);
+}

@@ -40,6 +40,64 @@ pub enum HpetNmiRoute {
     IoApic,
 }
 
+/// A watchdog rotation policy (nmi-watchdog's `Policy`, by name).
+pub use nmi_watchdog::policy::Policy;
+
+/// A lockup scenario (docs/cmdline.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Nothing injected.
+    Idle,
+    /// Logical CPU `cpu` spins with interrupts disabled from `after_ns` after the watchdog
+    /// is armed.
+    Lockup { cpu: u32, after_ns: u64 },
+}
+
+/// Parses a decimal number of seconds with up to 9 fractional digits ("1", "0.5", "2.25").
+pub fn parse_seconds_ns(text: &str) -> Option<u64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() && fraction.is_empty() || fraction.len() > 9 {
+        return None;
+    }
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let mut frac_ns: u64 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().ok()?
+    };
+    for _ in fraction.len()..9 {
+        frac_ns *= 10;
+    }
+    whole.checked_mul(1_000_000_000)?.checked_add(frac_ns)
+}
+
+fn parse_scenario(value: &str) -> Option<Scenario> {
+    if value == "idle" {
+        return Some(Scenario::Idle);
+    }
+    let rest = value.strip_prefix("lockup:")?;
+    let (mut cpu, mut after_ns) = (None, None);
+    for field in rest.split(',') {
+        match field.split_once('=')? {
+            ("cpu", n) => cpu = Some(n.parse().ok()?),
+            ("after", s) => after_ns = Some(parse_seconds_ns(s)?),
+            _ => return None,
+        }
+    }
+    Some(Scenario::Lockup {
+        cpu: cpu?,
+        after_ns: after_ns?,
+    })
+}
+
 /// A deliberate exception, raised to prove the exception report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
@@ -64,6 +122,13 @@ pub struct Options {
     pub rsdp: RsdpOption,
     pub hpet_nmi: HpetNmiRoute,
     pub hpet_nmi_period_us: u32,
+    /// The watchdog's policy; `None` leaves the watchdog off.
+    pub policy: Option<Policy>,
+    /// T, in nanoseconds.
+    pub timeout_ns: u64,
+    /// The handling / checker / first CPU (logical index).
+    pub handler: u32,
+    pub scenario: Scenario,
 }
 
 impl Default for Options {
@@ -79,6 +144,10 @@ impl Default for Options {
             rsdp: RsdpOption::Auto,
             hpet_nmi: HpetNmiRoute::Off,
             hpet_nmi_period_us: 10_000,
+            policy: None,
+            timeout_ns: 1_000_000_000,
+            handler: 0,
+            scenario: Scenario::Idle,
         }
     }
 }
@@ -111,7 +180,7 @@ impl fmt::Display for OptionError<'_> {
         match self {
             Self::Unknown { word } => write!(
                 f,
-                "unknown boot option '{word}' (known: exit, x2apic, rsdp, tick_us, settle_ms, fault, fault_cpu, ap_timeout_ms, hpet_nmi, hpet_nmi_period_us; see docs/cmdline.md)"
+                "unknown boot option '{word}' (known: exit, x2apic, rsdp, tick_us, settle_ms, fault, fault_cpu, ap_timeout_ms, hpet_nmi, hpet_nmi_period_us, policy, timeout, handler, scenario; see docs/cmdline.md)"
             ),
             Self::BadValue { name, value, expected } => {
                 write!(f, "boot option {name}: bad value '{value}', expected {expected}")
@@ -204,6 +273,23 @@ pub fn parse(cmdline: &str) -> Result<Options, OptionError<'_>> {
             "hpet_nmi_period_us" => {
                 options.hpet_nmi_period_us = number(name, value, 1_000, 10_000_000, "1000..=10000000")?
             }
+            "policy" => {
+                options.policy = match value {
+                    "off" => None,
+                    name => Some(Policy::from_name(name).ok_or(bad(
+                        "off, broadcast, round-robin, chain, remote or buddy",
+                    ))?),
+                }
+            }
+            "timeout" => {
+                options.timeout_ns =
+                    parse_seconds_ns(value).ok_or(bad("seconds, e.g. 1 or 0.5"))?
+            }
+            "handler" => options.handler = number(name, value, 0, u32::MAX, "a CPU index")?,
+            "scenario" => {
+                options.scenario = parse_scenario(value)
+                    .ok_or(bad("idle or lockup:cpu=N,after=SECONDS"))?
+            }
             "tick_us" => options.tick_us = number(name, value, 100, 1_000_000, "100..=1000000")?,
             "settle_ms" => options.settle_ms = number(name, value, 0, 60_000, "0..=60000")?,
             "fault_cpu" => options.fault_cpu = number(name, value, 0, u32::MAX, "a CPU index")?,
@@ -235,6 +321,29 @@ pub fn exit_hint(cmdline: &str) -> ExitOption {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watchdog_options() {
+        let o =
+            parse("policy=remote timeout=0.5 handler=2 scenario=lockup:cpu=3,after=1.25").unwrap();
+        assert_eq!(o.policy, Some(Policy::Remote));
+        assert_eq!((o.timeout_ns, o.handler), (500_000_000, 2));
+        assert_eq!(
+            o.scenario,
+            Scenario::Lockup {
+                cpu: 3,
+                after_ns: 1_250_000_000
+            }
+        );
+        assert!(parse("policy=sometimes").is_err());
+        assert!(parse("scenario=lockup:cpu=1").is_err());
+        assert!(parse("timeout=1.2.3").is_err());
+        assert_eq!(parse_seconds_ns("2"), Some(2_000_000_000));
+        assert_eq!(parse_seconds_ns(".5"), Some(500_000_000));
+        assert_eq!(parse_seconds_ns("0.000000001"), Some(1));
+        assert_eq!(parse_seconds_ns(""), None);
+        assert_eq!(parse_seconds_ns("1e3"), None);
+    }
 
     #[test]
     fn exit_hint_survives_bad_words() {

@@ -49,12 +49,14 @@ extern "C" fn interrupt_dispatch(frame: &mut InterruptFrame) {
             if let Some(me) = percpu::current() {
                 me.nmis.fetch_add(1, Ordering::Relaxed);
                 crate::hpet_route::count_nmi(me);
+                crate::watchdog::on_nmi(me.index.load(Ordering::Relaxed) as usize, frame);
             }
         }
         0..=31 => exception(frame),
         v if v == u64::from(VECTOR_TIMER) => {
             if let Some(me) = percpu::current() {
                 me.ticks.fetch_add(1, Ordering::Relaxed);
+                crate::watchdog::on_tick(me.index.load(Ordering::Relaxed) as usize);
             }
             lapic::eoi();
         }

@@ -16,15 +16,19 @@ mod mem;
 mod percpu;
 mod smp;
 mod time;
+mod watchdog;
 
 use arch::{boot, cpu, gdt, hpet::Hpet, idt, lapic, trampoline::Trampoline};
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use exit::{finish, ExitMode, Outcome};
 use interrupts::ReasonBuf;
 use kernel_image::apic_mode::{self, ApicFacts};
 use kernel_image::bootinfo::{self, MemoryMap};
-use kernel_image::cmdline::{self, ExitOption, FaultKind, HpetNmiRoute, Options, RsdpOption};
+use kernel_image::cmdline::{
+    self, ExitOption, FaultKind, HpetNmiRoute, Options, RsdpOption, Scenario,
+};
 use kernel_image::proto::{Hex, Quoted, PROTOCOL_VERSION};
+use nmi_watchdog::timing::Timing;
 
 /// Where the (masked) legacy PICs deliver, should a spurious IRQ 7 or 15 still arrive.
 pub const VECTOR_LEGACY_PIC_BASE: u8 = 0x20;
@@ -407,12 +411,21 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
             "the LAPIC timer's one-shot interrupt never arrived",
         )
     };
-    let initial_count =
-        (lapic_hz * u64::from(options.tick_us) / 1_000_000).clamp(1, u64::from(u32::MAX));
-    println!(
-        "HPETWD lapic-timer hz={lapic_hz} tick_us={} initial_count={initial_count}",
-        options.tick_us
-    );
+    // With the watchdog on, every CPU's timer is its heartbeat: one tick every h.
+    let timing = match options.policy {
+        None => None,
+        Some(policy) => match Timing::derive(policy, options.timeout_ns, acpi.cpu_count as u32) {
+            Ok(timing) => Some(timing),
+            Err(e) => {
+                let mut detail = ReasonBuf::new();
+                let _ = core::fmt::write(&mut detail, format_args!("{e}"));
+                fail_with("bad-option-value", detail.as_str())
+            }
+        },
+    };
+    let tick_us = timing.map_or(u64::from(options.tick_us), |t| t.heartbeat_ns / 1000);
+    let initial_count = (lapic_hz * tick_us / 1_000_000).clamp(1, u64::from(u32::MAX));
+    println!("HPETWD lapic-timer hz={lapic_hz} tick_us={tick_us} initial_count={initial_count}");
     TIMER_INITIAL_COUNT.store(initial_count as u32, Ordering::Relaxed);
     lapic::timer_start_periodic(VECTOR_TIMER, initial_count as u32);
     bsp.online.store(true, Ordering::Release);
@@ -466,6 +479,28 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
         }
     }
     let all_online_ns = time::tsc_to_ns(tsc.hz, cpu::rdtsc().wrapping_sub(entry_tsc));
+    if let Some(timing) = timing {
+        let (online, expected) = cpu_counts();
+        println!(
+            "HPETWD smp online={online} expected={expected} all_online_ns={all_online_ns} init_delay_ns={init_delay} settle_ms=0"
+        );
+        if failures > 0 || online < expected {
+            finish(
+                Outcome::Fail,
+                online,
+                expected,
+                "not every enabled CPU came online",
+            );
+        }
+        run_watchdog(
+            timing,
+            &options,
+            acpi.cpu_count,
+            bsp_index,
+            tsc.hz,
+            hpet.as_ref(),
+        );
+    }
 
     // ---- Settle: let every CPU's timer run, then count ticks ----
     let mut ticks_before = [0u64; percpu::MAX_CPUS];
@@ -577,6 +612,147 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
     finish(Outcome::Pass, online, expected, "")
 }
 
+/// The scenario's lockup: the CPU to stop, and when (on its own clock).
+static LOCKUP_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
+static LOCKUP_AT_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Where a CPU spins in the `lockup` scenario: interrupts off, forever. Unmangled, so the
+/// lockup report's RIP can be checked against the ELF's symbol table.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn hpetwd_lockup_spin() -> ! {
+    cpu::disable_interrupts();
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Arms the watchdog, injects the scenario, waits, and reports (ends the run).
+fn run_watchdog(
+    timing: Timing,
+    options: &Options,
+    cpus: usize,
+    bsp_index: usize,
+    tsc_hz: u64,
+    hpet: Option<&Hpet>,
+) -> ! {
+    let (online, expected) = cpu_counts();
+    println!(
+        "HPETWD watchdog policy={} timeout_ns={} heartbeat_ns={} check_period_ns={} hpet_period_ns={} window_ns={} bound_ns={} earliest_ns={} handler={}",
+        timing.policy.name(),
+        timing.timeout_ns,
+        timing.heartbeat_ns,
+        timing.check_period_ns,
+        timing.hpet_period_ns.unwrap_or(0),
+        timing.window_ns,
+        timing.bound_ns,
+        timing.earliest_ns,
+        options.handler
+    );
+    if options.handler as usize >= cpus {
+        fail_with(
+            "bad-option-value",
+            "handler names a CPU the MADT does not list",
+        );
+    }
+    let lockup = match options.scenario {
+        Scenario::Idle => None,
+        Scenario::Lockup { cpu, after_ns } => {
+            if cpu as usize >= cpus {
+                fail_with(
+                    "bad-option-value",
+                    "the scenario names a CPU the MADT does not list",
+                );
+            }
+            if cpu as usize == bsp_index {
+                fail_with(
+                    "bad-option-value",
+                    "the scenario cannot lock the boot CPU, which collects the reports",
+                );
+            }
+            Some((cpu, after_ns))
+        }
+    };
+    let started = match watchdog::start(timing, options.handler, cpus, tsc_hz, hpet) {
+        Ok(started) => started,
+        Err(reason) => fail_with("watchdog", reason),
+    };
+    if let Some((timer, route, width)) = started.route {
+        let kind = match route {
+            arch::hpet::Route::Fsb { .. } => "fsb",
+            arch::hpet::Route::IoApic { .. } => "ioapic",
+        };
+        println!(
+            "HPETWD watchdog-route kind={kind} timer={timer} width={} dest_cpu={}",
+            if width == arch::hpet::Width::Bits64 {
+                64
+            } else {
+                32
+            },
+            started.handler
+        );
+    }
+    let armed = started.armed_ns;
+    let run_for = match lockup {
+        Some((cpu, after_ns)) => {
+            LOCKUP_AT_NS.store(armed + after_ns, Ordering::Relaxed);
+            LOCKUP_CPU.store(cpu, Ordering::Release);
+            after_ns + timing.bound_ns + timing.timeout_ns / 2
+        }
+        None => 3 * timing.timeout_ns,
+    };
+    while watchdog::now_ns() < armed + run_for {
+        cpu::enable_interrupts_and_halt();
+    }
+    cpu::disable_interrupts();
+    if let (Some((timer, _, _)), Some(hpet)) = (started.route, hpet) {
+        hpet.stop(timer);
+    }
+
+    let mut reason = "";
+    for index in 0..cpus {
+        let found = &watchdog::FINDINGS[index];
+        let detected = found.detected_at_ns.load(Ordering::Acquire);
+        let injected = found.injected_at_ns.load(Ordering::Relaxed);
+        let nmis = percpu::get(index).map_or(0, |c| c.nmis.load(Ordering::Relaxed));
+        let unknown = found.unknown_nmis.load(Ordering::Relaxed);
+        let stalls = found.stalls.load(Ordering::Relaxed);
+        println!(
+            "HPETWD nmi-counts cpu={index} total={nmis} unknown={unknown} duplicate={} swallowed={} stalls={stalls}",
+            found.duplicate_nmis.load(Ordering::Relaxed),
+            found.swallowed_nmis.load(Ordering::Relaxed)
+        );
+        if unknown > 0 || stalls > 0 {
+            reason = "unknown NMIs or an HPET stall during the run";
+        }
+        let locked_here = lockup.map(|(cpu, _)| cpu as usize) == Some(index);
+        if detected != 0 {
+            let latency = detected.saturating_sub(injected);
+            println!(
+                "HPETWD lockup cpu={index} apic_id={} detected_by={} injected_at_ns={} detected_at_ns={} latency_ns={latency} stalled_ns={} rip={:#x} rsp={:#x}",
+                percpu::get(index).map_or(u32::MAX, |c| c.apic_id.load(Ordering::Relaxed)),
+                found.detected_by.load(Ordering::Relaxed),
+                injected.saturating_sub(armed),
+                detected.saturating_sub(armed),
+                found.stalled_ns.load(Ordering::Relaxed),
+                found.rip.load(Ordering::Acquire),
+                found.rsp.load(Ordering::Relaxed)
+            );
+            if !locked_here {
+                reason = "a lockup was reported on a CPU that was not locked (false positive)";
+            } else if latency < timing.earliest_ns || latency > timing.bound_ns {
+                reason = "the detection latency is outside [T - h, the policy's bound]";
+            }
+        } else if locked_here {
+            reason = "the injected lockup was not detected";
+        }
+    }
+    if !reason.is_empty() {
+        finish(Outcome::Fail, online, expected, reason);
+    }
+    finish(Outcome::Pass, online, expected, "")
+}
+
 /// Arranges for `fault_cpu` to raise `kind`: at once on the boot CPU, or from an AP's idle
 /// loop.
 fn request_fault(kind: FaultKind, fault_cpu: u32, bsp_index: usize, cpu_count: usize) {
@@ -655,6 +831,14 @@ extern "C" fn ap_main() -> ! {
     loop {
         if FAULT_CPU.load(Ordering::Acquire) == index as u32 {
             raise_fault(fault_kind_from(FAULT_KIND.load(Ordering::Relaxed)));
+        }
+        if LOCKUP_CPU.load(Ordering::Acquire) == index as u32
+            && watchdog::now_ns() >= LOCKUP_AT_NS.load(Ordering::Relaxed)
+        {
+            watchdog::FINDINGS[index]
+                .injected_at_ns
+                .store(watchdog::now_ns(), Ordering::Relaxed);
+            hpetwd_lockup_spin();
         }
         cpu::enable_interrupts_and_halt();
     }

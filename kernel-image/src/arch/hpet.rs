@@ -67,6 +67,15 @@ const BLOCK_SIZE: usize = 0x400;
 /// General Configuration: ENABLE_CNF (section 2.3.5).
 const ENABLE_CNF: u32 = 1 << 0;
 
+/// Points running FSB timer `n` of the HPET at `base` at a new destination from NMI context:
+/// one 32-bit write of the FSB route's address half (section 2.3.10), which nothing can tear;
+/// no register is read.
+pub fn write_fsb_address(base: u64, n: u8, address: u32) {
+    // SAFETY: `base` is the HPET register block the watchdog armed (stored before arming).
+    let regs = unsafe { RegisterBlock::new(base, BLOCK_SIZE) };
+    regs.write32(regs::timer_fsb_route(usize::from(n)) + 4, address);
+}
+
 /// An HPET event timer block.
 pub struct Hpet {
     regs: RegisterBlock,
@@ -180,6 +189,11 @@ impl Hpet {
         self.regs.write32(at, first as u32);
         self.write_comparator(n, period, width);
         self.write_config(n, config | regs::TN_INT_ENB_CNF as u32);
+    }
+
+    /// The register block's physical address.
+    pub fn base(&self) -> u64 {
+        self.regs.base()
     }
 
     /// Stops timer `n`'s interrupts.

@@ -33,6 +33,7 @@ const ICR_SEND_PENDING: u32 = 1 << 12;
 
 /// ICR fields (SDM Vol. 3A figure 11-12).
 pub mod icr {
+    pub const DELIVERY_NMI: u32 = 0b100 << 8;
     pub const DELIVERY_INIT: u32 = 0b101 << 8;
     pub const DELIVERY_STARTUP: u32 = 0b110 << 8;
     pub const LEVEL_ASSERT: u32 = 1 << 14;

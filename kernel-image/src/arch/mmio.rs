@@ -24,6 +24,11 @@ impl RegisterBlock {
         }
     }
 
+    /// The block's physical base address.
+    pub fn base(&self) -> u64 {
+        self.base as u64
+    }
+
     fn address(&self, offset: usize) -> *mut u32 {
         assert!(
             offset.is_multiple_of(4) && offset + 4 <= self.size,

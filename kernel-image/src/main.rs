@@ -718,7 +718,9 @@ fn run_watchdog(
         let unknown = found.unknown_nmis.load(Ordering::Relaxed);
         let stalls = found.stalls.load(Ordering::Relaxed);
         println!(
-            "HPETWD nmi-counts cpu={index} total={nmis} unknown={unknown} duplicate={} swallowed={} stalls={stalls}",
+            "HPETWD nmi-counts cpu={index} total={nmis} hpet={} ipi={} unknown={unknown} duplicate={} swallowed={} stalls={stalls}",
+            found.hpet_nmis.load(Ordering::Relaxed),
+            found.ipi_nmis.load(Ordering::Relaxed),
             found.duplicate_nmis.load(Ordering::Relaxed),
             found.swallowed_nmis.load(Ordering::Relaxed)
         );

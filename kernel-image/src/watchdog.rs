@@ -79,6 +79,10 @@ pub struct Findings {
     pub rsp: AtomicU64,
     /// When the scenario made this CPU spin, on its own clock (0 while not).
     pub injected_at_ns: AtomicU64,
+    /// NMIs claimed as an HPET expiry.
+    pub hpet_nmis: AtomicU64,
+    /// NMI IPIs claimed (two merged into one NMI count as two).
+    pub ipi_nmis: AtomicU64,
     pub unknown_nmis: AtomicU64,
     pub duplicate_nmis: AtomicU64,
     pub swallowed_nmis: AtomicU64,
@@ -94,6 +98,8 @@ impl Findings {
             rip: AtomicU64::new(0),
             rsp: AtomicU64::new(0),
             injected_at_ns: AtomicU64::new(0),
+            hpet_nmis: AtomicU64::new(0),
+            ipi_nmis: AtomicU64::new(0),
             unknown_nmis: AtomicU64::new(0),
             duplicate_nmis: AtomicU64::new(0),
             swallowed_nmis: AtomicU64::new(0),
@@ -170,6 +176,14 @@ fn record(me: CpuIndex, event: Event, frame: Option<&InterruptFrame>, now: u64) 
             if let (Some(found), Some(frame)) = (f(cpu), frame) {
                 found.rsp.store(frame.rsp, Ordering::Relaxed);
                 found.rip.store(frame.rip, Ordering::Release);
+            }
+        }
+        Event::ClaimedNmi { cpu, hpet, ipis } => {
+            if let Some(found) = f(cpu) {
+                if hpet {
+                    found.hpet_nmis.fetch_add(1, Ordering::Relaxed);
+                }
+                found.ipi_nmis.fetch_add(ipis, Ordering::Relaxed);
             }
         }
         Event::UnknownNmi { cpu } => bump(f(cpu).map(|x| &x.unknown_nmis)),

@@ -72,6 +72,13 @@ pub enum Event {
     /// This CPU was asked for its registers by the checker that found it locked: the
     /// interrupted context of this NMI is the lockup's.
     Capture { cpu: CpuIndex },
+    /// An NMI the watchdog claimed: its HPET expiry (if it was one) and the NMI IPIs it
+    /// stood for (two can merge into one NMI).
+    ClaimedNmi {
+        cpu: CpuIndex,
+        hpet: bool,
+        ipis: u64,
+    },
     /// An NMI the watchdog did not claim.
     UnknownNmi { cpu: CpuIndex },
     /// A second NMI of two causes already handled together.
@@ -209,7 +216,14 @@ impl<'a> Watchdog<'a> {
             return false;
         };
         let claim = match local.attribution.attribute(now_ns, shared.mailbox.posted()) {
-            Attributed::Claimed(claim) => claim,
+            Attributed::Claimed(claim) => {
+                events(Event::ClaimedNmi {
+                    cpu: me,
+                    hpet: claim.hpet.is_some(),
+                    ipis: claim.ipis,
+                });
+                claim
+            }
             Attributed::Swallowed => {
                 events(Event::SwallowedNmi { cpu: me });
                 return true;
@@ -471,6 +485,14 @@ mod tests {
         let claimed = w.on_nmi(1, first, &mut local, None, None, &machine, &mut |e| {
             events.push(e)
         });
+        assert_eq!(
+            events.remove(0),
+            Event::ClaimedNmi {
+                cpu: 1,
+                hpet: true,
+                ipis: 0
+            }
+        );
         assert!(claimed);
         assert_eq!(*machine.broadcasts.borrow(), 1);
         assert_eq!(shared[0].mailbox.posted(), 1);
@@ -492,7 +514,15 @@ mod tests {
                 events.push(e)
             })
         );
-        assert!(events.is_empty());
+        // Only the claim of one IPI: no finding.
+        assert_eq!(
+            events,
+            [Event::ClaimedNmi {
+                cpu: 2,
+                hpet: false,
+                ipis: 1
+            }]
+        );
     }
 
     #[test]
@@ -554,7 +584,11 @@ mod tests {
                 Some(&mut checks),
                 None,
                 &machine,
-                &mut |e| events.push(e),
+                &mut |e| {
+                    if !matches!(e, Event::ClaimedNmi { .. }) {
+                        events.push(e)
+                    }
+                },
             );
         }
         // CPU 3 was first seen (count 0) at `first`; locked once T has passed: at k = 5.

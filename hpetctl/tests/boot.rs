@@ -573,3 +573,121 @@ fn watchdog_buddy_detects_a_lockup() {
     // CPU 1's timer checks its neighbour, CPU 2.
     watchdog_detects_a_lockup("buddy", 1);
 }
+
+/// Boots 4 vCPUs (x2APIC, FSB-capable HPET) with the watchdog under `policy` (T = 1 s,
+/// handler CPU 1) and `scenario`; returns the report and the serial log's records.
+fn watchdog_run(policy: &str, scenario: &str) -> (Value, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serial.log");
+    let append = format!("policy={policy} timeout=1 handler=1 scenario={scenario}");
+    let report = run_json(
+        &elf(),
+        &[
+            "--smp",
+            "4",
+            "--cpu",
+            "qemu64,+x2apic",
+            "--qemu-arg=-global",
+            "--qemu-arg=hpet.msi=on",
+            "--append",
+            &append,
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
+    (report, dir)
+}
+
+fn field(m: &std::collections::HashMap<String, String>, k: &str) -> u64 {
+    let v = &m[k];
+    match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).unwrap(),
+        None => v.parse().unwrap_or_else(|_| panic!("{k}={v}")),
+    }
+}
+
+/// `deadlock:cpus=2+3`: both CPUs spin in the lock acquire loop with interrupts off; every
+/// HPET policy reports both, within the bound, with their RIPs in `hpetwd_spin_lock`.
+fn deadlock_detected(policy: &str) {
+    let (report, dir) = watchdog_run(policy, "deadlock:cpus=2+3,after=1");
+    assert_eq!(report["result"], "pass", "{policy}: {report:#}");
+    let lockups = records(&dir.path().join("serial.log"), "lockup");
+    let cpus: Vec<u64> = lockups.iter().map(|l| field(l, "cpu")).collect();
+    assert_eq!(cpus, [2, 3], "{policy}: {lockups:?}");
+    let spin = symbol_range(&elf(), "hpetwd_spin_lock");
+    for l in &lockups {
+        assert!(
+            (800_000_000..=1_450_000_000).contains(&field(l, "latency_ns")),
+            "{l:?}"
+        );
+        assert!(
+            spin.contains(&field(l, "rip")),
+            "RIP outside hpetwd_spin_lock {spin:x?}: {l:?}"
+        );
+    }
+}
+
+#[test]
+fn deadlock_is_detected_by_broadcast() {
+    deadlock_detected("broadcast");
+}
+
+#[test]
+fn deadlock_is_detected_by_round_robin() {
+    deadlock_detected("round-robin");
+}
+
+#[test]
+fn deadlock_is_detected_by_chain() {
+    deadlock_detected("chain");
+}
+
+#[test]
+fn deadlock_is_detected_by_remote() {
+    deadlock_detected("remote");
+}
+
+/// A CPU stuck inside an NMI handler (NMIs blocked): the count-sampling policies see its
+/// heartbeat stop; the self-checking ones never get it to check itself (docs/watchdog.md).
+#[test]
+fn nmi_blocked_is_detected_by_remote_and_buddy_only() {
+    for (policy, detector) in [("remote", 1), ("buddy", 1)] {
+        let (report, dir) = watchdog_run(policy, "lockup:cpu=2,after=1,kind=nmi-blocked");
+        assert_eq!(report["result"], "pass", "{policy}: {report:#}");
+        let lockups = records(&dir.path().join("serial.log"), "lockup");
+        assert_eq!(lockups.len(), 1, "{policy}: {lockups:?}");
+        assert_eq!(field(&lockups[0], "cpu"), 2);
+        assert_eq!(field(&lockups[0], "detected_by"), detector);
+        // No NMI reaches a CPU that is inside one: no registers.
+        assert_eq!(field(&lockups[0], "rip"), 0);
+    }
+    let (report, dir) = watchdog_run("broadcast", "lockup:cpu=2,after=1,kind=nmi-blocked");
+    assert_eq!(report["result"], "fail", "{report:#}");
+    assert!(
+        report["reason"].as_str().unwrap().contains("not detected"),
+        "{report:#}"
+    );
+    assert!(records(&dir.path().join("serial.log"), "lockup").is_empty());
+}
+
+/// A self-NMI nobody posted, outside the HPET window: counted as unknown on that CPU, never
+/// claimed, no false positive.
+#[test]
+fn spurious_nmi_is_counted_as_unknown_and_causes_no_false_positive() {
+    for policy in ["broadcast", "remote"] {
+        let (report, dir) = watchdog_run(policy, "spurious-nmi:after=1.1");
+        assert_eq!(report["result"], "pass", "{policy}: {report:#}");
+        let log = dir.path().join("serial.log");
+        assert!(records(&log, "lockup").is_empty(), "{policy}");
+        let unknown: Vec<(u64, u64)> = records(&log, "nmi-counts")
+            .iter()
+            .map(|c| (field(c, "cpu"), field(c, "unknown")))
+            .filter(|(_, u)| *u > 0)
+            .collect();
+        assert_eq!(
+            unknown,
+            [(1, 1)],
+            "{policy}: one unknown NMI, on the handler CPU"
+        );
+    }
+}

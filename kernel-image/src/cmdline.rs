@@ -49,8 +49,17 @@ pub enum Scenario {
     /// Nothing injected.
     Idle,
     /// Logical CPU `cpu` spins with interrupts disabled from `after_ns` after the watchdog
-    /// is armed.
-    Lockup { cpu: u32, after_ns: u64 },
+    /// is armed; with `nmi_blocked`, inside an NMI handler (NMIs blocked too).
+    Lockup {
+        cpu: u32,
+        after_ns: u64,
+        nmi_blocked: bool,
+    },
+    /// CPUs `a` and `b` deadlock on two spin locks taken in opposite orders, interrupts off
+    /// (NMIs still taken).
+    Deadlock { a: u32, b: u32, after_ns: u64 },
+    /// CPU `cpu` (default: the handler) sends itself an NMI with no mailbox post.
+    SpuriousNmi { cpu: Option<u32>, after_ns: u64 },
 }
 
 /// Parses a decimal number of seconds with up to 9 fractional digits ("1", "0.5", "2.25").
@@ -83,19 +92,37 @@ fn parse_scenario(value: &str) -> Option<Scenario> {
     if value == "idle" {
         return Some(Scenario::Idle);
     }
-    let rest = value.strip_prefix("lockup:")?;
-    let (mut cpu, mut after_ns) = (None, None);
+    let (name, rest) = value.split_once(':')?;
+    let (mut cpu, mut cpus, mut after_ns, mut nmi_blocked) = (None, None, None, false);
     for field in rest.split(',') {
         match field.split_once('=')? {
             ("cpu", n) => cpu = Some(n.parse().ok()?),
+            ("cpus", pair) => {
+                let (a, b) = pair.split_once('+')?;
+                cpus = Some((a.parse().ok()?, b.parse().ok()?));
+            }
             ("after", s) => after_ns = Some(parse_seconds_ns(s)?),
+            ("kind", "nmi-blocked") => nmi_blocked = true,
+            ("kind", "irq-off") => nmi_blocked = false,
             _ => return None,
         }
     }
-    Some(Scenario::Lockup {
-        cpu: cpu?,
-        after_ns: after_ns?,
-    })
+    let after_ns = after_ns?;
+    match name {
+        "lockup" if cpus.is_none() => Some(Scenario::Lockup {
+            cpu: cpu?,
+            after_ns,
+            nmi_blocked,
+        }),
+        "deadlock" if cpu.is_none() && !nmi_blocked => {
+            let (a, b) = cpus?;
+            (a != b).then_some(Scenario::Deadlock { a, b, after_ns })
+        }
+        "spurious-nmi" if cpus.is_none() && !nmi_blocked => {
+            Some(Scenario::SpuriousNmi { cpu, after_ns })
+        }
+        _ => None,
+    }
 }
 
 /// A deliberate exception, raised to prove the exception report.
@@ -287,8 +314,9 @@ pub fn parse(cmdline: &str) -> Result<Options, OptionError<'_>> {
             }
             "handler" => options.handler = number(name, value, 0, u32::MAX, "a CPU index")?,
             "scenario" => {
-                options.scenario = parse_scenario(value)
-                    .ok_or(bad("idle or lockup:cpu=N,after=SECONDS"))?
+                options.scenario = parse_scenario(value).ok_or(bad(
+                    "idle, lockup:cpu=N,after=S[,kind=nmi-blocked], deadlock:cpus=A+B,after=S or spurious-nmi:after=S[,cpu=N]",
+                ))?
             }
             "tick_us" => options.tick_us = number(name, value, 100, 1_000_000, "100..=1000000")?,
             "settle_ms" => options.settle_ms = number(name, value, 0, 60_000, "0..=60000")?,
@@ -332,9 +360,36 @@ mod tests {
             o.scenario,
             Scenario::Lockup {
                 cpu: 3,
-                after_ns: 1_250_000_000
+                after_ns: 1_250_000_000,
+                nmi_blocked: false
             }
         );
+        let s = |text: &'static str| parse(text).map(|o| o.scenario);
+        assert_eq!(
+            s("scenario=lockup:cpu=1,after=2,kind=nmi-blocked"),
+            Ok(Scenario::Lockup {
+                cpu: 1,
+                after_ns: 2_000_000_000,
+                nmi_blocked: true
+            })
+        );
+        assert_eq!(
+            s("scenario=deadlock:cpus=1+3,after=0.5"),
+            Ok(Scenario::Deadlock {
+                a: 1,
+                b: 3,
+                after_ns: 500_000_000
+            })
+        );
+        assert_eq!(
+            s("scenario=spurious-nmi:after=1"),
+            Ok(Scenario::SpuriousNmi {
+                cpu: None,
+                after_ns: 1_000_000_000
+            })
+        );
+        assert!(s("scenario=deadlock:cpus=2+2,after=1").is_err());
+        assert!(s("scenario=deadlock:cpu=2,after=1").is_err());
         assert!(parse("policy=sometimes").is_err());
         assert!(parse("scenario=lockup:cpu=1").is_err());
         assert!(parse("timeout=1.2.3").is_err());

@@ -47,6 +47,7 @@ extern "C" fn interrupt_dispatch(frame: &mut InterruptFrame) {
     match vector {
         2 => {
             if let Some(me) = percpu::current() {
+                crate::nmi_scenario_hook(me.index.load(Ordering::Relaxed) as usize);
                 me.nmis.fetch_add(1, Ordering::Relaxed);
                 crate::hpet_route::count_nmi(me);
                 crate::watchdog::on_nmi(me.index.load(Ordering::Relaxed) as usize, frame);

@@ -19,7 +19,7 @@ mod time;
 mod watchdog;
 
 use arch::{boot, cpu, gdt, hpet::Hpet, idt, lapic, trampoline::Trampoline};
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use exit::{finish, ExitMode, Outcome};
 use interrupts::ReasonBuf;
 use kernel_image::apic_mode::{self, ApicFacts};
@@ -612,9 +612,29 @@ fn run(boot_info: BootInfo, options: Options, entry_tsc: u64) -> ! {
     finish(Outcome::Pass, online, expected, "")
 }
 
-/// The scenario's lockup: the CPU to stop, and when (on its own clock).
-static LOCKUP_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
-static LOCKUP_AT_NS: AtomicU64 = AtomicU64::new(0);
+/// What a CPU does when its clock reaches `SCENARIO_AT_NS` (`scenario=`, docs/cmdline.md).
+mod action {
+    pub const NONE: u8 = 0;
+    /// Spin with interrupts off.
+    pub const SPIN: u8 = 1;
+    /// Enter an NMI handler and spin there (NMIs blocked too).
+    pub const NMI_BLOCKED: u8 = 2;
+    /// Take deadlock lock 0, then lock 1 (interrupts off).
+    pub const DEADLOCK_FIRST: u8 = 3;
+    /// Take deadlock lock 1, then lock 0.
+    pub const DEADLOCK_SECOND: u8 = 4;
+    /// Send itself an NMI no one posted.
+    pub const SPURIOUS_NMI: u8 = 5;
+}
+
+static SCENARIO_ACTION: [AtomicU8; percpu::MAX_CPUS] =
+    [const { AtomicU8::new(action::NONE) }; percpu::MAX_CPUS];
+static SCENARIO_AT_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+/// A CPU whose next NMI handler must never return (`kind=nmi-blocked`).
+static BLOCK_IN_NMI: [AtomicBool; percpu::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; percpu::MAX_CPUS];
+/// The two locks of the `deadlock` scenario.
+static DEADLOCK_LOCKS: [AtomicBool; 2] = [const { AtomicBool::new(false) }; 2];
 
 /// Where a CPU spins in the `lockup` scenario: interrupts off, forever. Unmangled, so the
 /// lockup report's RIP can be checked against the ELF's symbol table.
@@ -624,6 +644,77 @@ pub extern "C" fn hpetwd_lockup_spin() -> ! {
     cpu::disable_interrupts();
     loop {
         core::hint::spin_loop();
+    }
+}
+
+/// A test-and-set spin lock's acquire loop (the `deadlock` scenario spins here). Unmangled,
+/// like `hpetwd_lockup_spin`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn hpetwd_spin_lock(lock: &AtomicBool) {
+    while lock.swap(true, Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+}
+
+/// Called first on every NMI: a CPU told to block stays in this NMI handler for good.
+pub fn nmi_scenario_hook(index: usize) {
+    if BLOCK_IN_NMI
+        .get(index)
+        .is_some_and(|b| b.load(Ordering::Relaxed))
+    {
+        hpetwd_lockup_spin();
+    }
+}
+
+/// Runs this CPU's scenario action once its time has come.
+fn scenario_step(index: usize) {
+    let Some(slot) = SCENARIO_ACTION.get(index) else {
+        return;
+    };
+    let act = slot.load(Ordering::Acquire);
+    if act == action::NONE || watchdog::now_ns() < SCENARIO_AT_NS.load(Ordering::Relaxed) {
+        return;
+    }
+    slot.store(action::NONE, Ordering::Relaxed);
+    let injected = || {
+        watchdog::FINDINGS[index]
+            .injected_at_ns
+            .store(watchdog::now_ns(), Ordering::Relaxed)
+    };
+    let own_apic_id = || percpu::get(index).map_or(0, |c| c.apic_id.load(Ordering::Relaxed));
+    match act {
+        action::SPIN => {
+            injected();
+            hpetwd_lockup_spin();
+        }
+        action::NMI_BLOCKED => {
+            injected();
+            BLOCK_IN_NMI[index].store(true, Ordering::Relaxed);
+            lapic::send_ipi(own_apic_id(), lapic::icr::DELIVERY_NMI);
+            hpetwd_lockup_spin();
+        }
+        action::DEADLOCK_FIRST | action::DEADLOCK_SECOND => {
+            cpu::disable_interrupts();
+            let (first, second) = if act == action::DEADLOCK_FIRST {
+                (0, 1)
+            } else {
+                (1, 0)
+            };
+            hpetwd_spin_lock(&DEADLOCK_LOCKS[first]);
+            // Both CPUs hold their first lock before either asks for its second: a deadlock
+            // for certain, not a race.
+            while !DEADLOCK_LOCKS[second].load(Ordering::Acquire) {
+                core::hint::spin_loop();
+            }
+            injected();
+            hpetwd_spin_lock(&DEADLOCK_LOCKS[second]);
+            hpetwd_lockup_spin();
+        }
+        action::SPURIOUS_NMI => {
+            lapic::send_ipi(own_apic_id(), lapic::icr::DELIVERY_NMI);
+        }
+        _ => {}
     }
 }
 
@@ -655,24 +746,54 @@ fn run_watchdog(
             "handler names a CPU the MADT does not list",
         );
     }
-    let lockup = match options.scenario {
-        Scenario::Idle => None,
-        Scenario::Lockup { cpu, after_ns } => {
-            if cpu as usize >= cpus {
-                fail_with(
-                    "bad-option-value",
-                    "the scenario names a CPU the MADT does not list",
-                );
-            }
-            if cpu as usize == bsp_index {
-                fail_with(
-                    "bad-option-value",
-                    "the scenario cannot lock the boot CPU, which collects the reports",
-                );
-            }
-            Some((cpu, after_ns))
+    // (CPU, action) pairs, when, and how many unknown NMIs the scenario itself causes.
+    let mut plan: [(u32, u8); 2] = [(u32::MAX, action::NONE); 2];
+    let (after_ns, expected_unknown) = match options.scenario {
+        Scenario::Idle => (0, 0),
+        Scenario::Lockup {
+            cpu,
+            after_ns,
+            nmi_blocked,
+        } => {
+            plan[0] = (
+                cpu,
+                if nmi_blocked {
+                    action::NMI_BLOCKED
+                } else {
+                    action::SPIN
+                },
+            );
+            (after_ns, 0)
+        }
+        Scenario::Deadlock { a, b, after_ns } => {
+            plan = [(a, action::DEADLOCK_FIRST), (b, action::DEADLOCK_SECOND)];
+            (after_ns, 0)
+        }
+        Scenario::SpuriousNmi { cpu, after_ns } => {
+            plan[0] = (cpu.unwrap_or(options.handler), action::SPURIOUS_NMI);
+            (after_ns, 1)
         }
     };
+    for &(cpu, act) in plan.iter().filter(|(_, act)| *act != action::NONE) {
+        if cpu as usize >= cpus {
+            fail_with(
+                "bad-option-value",
+                "the scenario names a CPU the MADT does not list",
+            );
+        }
+        if cpu as usize == bsp_index && act != action::SPURIOUS_NMI {
+            fail_with(
+                "bad-option-value",
+                "the scenario cannot stop the boot CPU, which collects the reports",
+            );
+        }
+    }
+    let locked = |index: usize| {
+        plan.iter().any(|&(cpu, act)| {
+            cpu as usize == index && act != action::NONE && act != action::SPURIOUS_NMI
+        })
+    };
+    println!("HPETWD scenario expected_unknown={expected_unknown}");
     let started = match watchdog::start(timing, options.handler, cpus, tsc_hz, hpet) {
         Ok(started) => started,
         Err(reason) => fail_with("watchdog", reason),
@@ -693,15 +814,17 @@ fn run_watchdog(
         );
     }
     let armed = started.armed_ns;
-    let run_for = match lockup {
-        Some((cpu, after_ns)) => {
-            LOCKUP_AT_NS.store(armed + after_ns, Ordering::Relaxed);
-            LOCKUP_CPU.store(cpu, Ordering::Release);
-            after_ns + timing.bound_ns + timing.timeout_ns / 2
+    let run_for = if options.scenario == Scenario::Idle {
+        3 * timing.timeout_ns
+    } else {
+        SCENARIO_AT_NS.store(armed + after_ns, Ordering::Relaxed);
+        for &(cpu, act) in plan.iter().filter(|(_, act)| *act != action::NONE) {
+            SCENARIO_ACTION[cpu as usize].store(act, Ordering::Release);
         }
-        None => 3 * timing.timeout_ns,
+        after_ns + timing.bound_ns + timing.timeout_ns / 2
     };
     while watchdog::now_ns() < armed + run_for {
+        scenario_step(bsp_index);
         cpu::enable_interrupts_and_halt();
     }
     cpu::disable_interrupts();
@@ -710,6 +833,7 @@ fn run_watchdog(
     }
 
     let mut reason = "";
+    let mut unknown_total = 0;
     for index in 0..cpus {
         let found = &watchdog::FINDINGS[index];
         let detected = found.detected_at_ns.load(Ordering::Acquire);
@@ -724,10 +848,11 @@ fn run_watchdog(
             found.duplicate_nmis.load(Ordering::Relaxed),
             found.swallowed_nmis.load(Ordering::Relaxed)
         );
-        if unknown > 0 || stalls > 0 {
-            reason = "unknown NMIs or an HPET stall during the run";
+        unknown_total += unknown;
+        if stalls > 0 {
+            reason = "the HPET NMIs stopped during the run";
         }
-        let locked_here = lockup.map(|(cpu, _)| cpu as usize) == Some(index);
+        let locked_here = locked(index);
         if detected != 0 {
             let latency = detected.saturating_sub(injected);
             println!(
@@ -748,6 +873,9 @@ fn run_watchdog(
         } else if locked_here {
             reason = "the injected lockup was not detected";
         }
+    }
+    if unknown_total != expected_unknown {
+        reason = "unknown NMIs other than the scenario's own";
     }
     if !reason.is_empty() {
         finish(Outcome::Fail, online, expected, reason);
@@ -834,14 +962,7 @@ extern "C" fn ap_main() -> ! {
         if FAULT_CPU.load(Ordering::Acquire) == index as u32 {
             raise_fault(fault_kind_from(FAULT_KIND.load(Ordering::Relaxed)));
         }
-        if LOCKUP_CPU.load(Ordering::Acquire) == index as u32
-            && watchdog::now_ns() >= LOCKUP_AT_NS.load(Ordering::Relaxed)
-        {
-            watchdog::FINDINGS[index]
-                .injected_at_ns
-                .store(watchdog::now_ns(), Ordering::Relaxed);
-            hpetwd_lockup_spin();
-        }
+        scenario_step(index);
         cpu::enable_interrupts_and_halt();
     }
 }

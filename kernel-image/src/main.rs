@@ -728,18 +728,6 @@ fn run_watchdog(
     hpet: Option<&Hpet>,
 ) -> ! {
     let (online, expected) = cpu_counts();
-    println!(
-        "HPETWD watchdog policy={} timeout_ns={} heartbeat_ns={} check_period_ns={} hpet_period_ns={} window_ns={} bound_ns={} earliest_ns={} handler={}",
-        timing.policy.name(),
-        timing.timeout_ns,
-        timing.heartbeat_ns,
-        timing.check_period_ns,
-        timing.hpet_period_ns.unwrap_or(0),
-        timing.window_ns,
-        timing.bound_ns,
-        timing.earliest_ns,
-        options.handler
-    );
     if options.handler as usize >= cpus {
         fail_with(
             "bad-option-value",
@@ -793,7 +781,19 @@ fn run_watchdog(
             cpu as usize == index && act != action::NONE && act != action::SPURIOUS_NMI
         })
     };
-    println!("HPETWD scenario expected_unknown={expected_unknown}");
+    println!(
+        "HPETWD watchdog policy={} timeout_ns={} heartbeat_ns={} check_period_ns={} hpet_period_ns={} window_ns={} bound_ns={} earliest_ns={} handler={} expected_unknown={}",
+        timing.policy.name(),
+        timing.timeout_ns,
+        timing.heartbeat_ns,
+        timing.check_period_ns,
+        timing.hpet_period_ns.unwrap_or(0),
+        timing.window_ns,
+        timing.bound_ns,
+        timing.earliest_ns,
+        options.handler,
+        expected_unknown
+    );
     let started = match watchdog::start(timing, options.handler, cpus, tsc_hz, hpet) {
         Ok(started) => started,
         Err(reason) => fail_with("watchdog", reason),
@@ -812,6 +812,13 @@ fn run_watchdog(
             },
             started.handler
         );
+    }
+    // Every CPU maps the HPET schedule onto its own clock on its first tick after arming.
+    while !watchdog::all_ready(cpus) {
+        if watchdog::now_ns() > started.armed_ns + 4 * timing.heartbeat_ns {
+            fail_with("watchdog", "a CPU never took its first watchdog tick");
+        }
+        cpu::enable_interrupts_and_halt();
     }
     let armed = started.armed_ns;
     let run_for = if options.scenario == Scenario::Idle {

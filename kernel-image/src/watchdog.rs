@@ -5,11 +5,11 @@
 //! NMI context takes no lock, allocates nothing and never touches the console: findings
 //! leave it through per-CPU atomic records ([`Findings`]) that the boot CPU reads.
 //!
-//! Clocks: each CPU's `now` is its own TSC in nanoseconds. The boot CPU computes the HPET's
-//! first expiry on its own clock; the receiving CPU compares it with its clock. That is one
-//! cross-CPU TSC comparison, valid where the TSCs are synchronised (QEMU's TCG; hardware with
-//! an invariant TSC synchronised by firmware). Arming the HPET from the handling CPU itself
-//! removes it; that is the next step (docs/watchdog.md, "Kernel").
+//! Clocks: each CPU's `now` is its own TSC in nanoseconds, and no CPU ever compares it with
+//! another CPU's. The boot CPU arms the HPET with expiry 0 at a counter value two heartbeats
+//! ahead; on its first tick after that, each CPU (outside NMI context, where an HPET read is
+//! allowed) reads the HPET counter and its own clock once, and places the expiries it will
+//! receive on its own clock. Its NMI handler takes part only from then on.
 
 use crate::arch::hpet::{self, Route, Width, MAX_TIMERS};
 use crate::arch::idt::InterruptFrame;
@@ -60,13 +60,23 @@ static MONITORED: Owned<[CpuIndex; MAX_CPUS]> = Owned(UnsafeCell::new([0; MAX_CP
 static CONFIG: Owned<Option<Watchdog<'static>>> = Owned(UnsafeCell::new(None));
 static LIVENESS: HpetLiveness = HpetLiveness::new();
 static ARMED: AtomicBool = AtomicBool::new(false);
-static ARMED_NS: AtomicU64 = AtomicU64::new(0);
 /// Nanoseconds per TSC tick, as a 32.32 fixed-point number.
 static NS_PER_TSC: AtomicU64 = AtomicU64::new(0);
 /// The HPET route the NMI path may retarget (round-robin): register base, timer, kind.
 static HPET_BASE: AtomicU64 = AtomicU64::new(0);
 static HPET_TIMER: AtomicU8 = AtomicU8::new(0);
 static ROUTE_IS_FSB: AtomicBool = AtomicBool::new(false);
+/// The HPET's expiry 0 (a main-counter value), period and counter width, for each CPU's own
+/// mapping of the schedule onto its clock.
+static HPET_FIRST: AtomicU64 = AtomicU64::new(0);
+static HPET_PERIOD_FS: AtomicU64 = AtomicU64::new(0);
+static HPET_COUNTER_64: AtomicBool = AtomicBool::new(true);
+/// Set by each CPU once its NMI state is in place (release); its NMI handler reads LOCAL only
+/// after seeing it (acquire).
+static READY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// When HPET expiry 0 is due, on each CPU's own clock (the liveness check times silence from
+/// there).
+static EXPIRY0_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// One CPU's findings, written by the CPU that found them, read by the boot CPU.
 pub struct Findings {
@@ -210,6 +220,9 @@ fn config() -> Option<&'static Watchdog<'static>> {
 /// The NMI handler's part: returns whether the NMI was the watchdog's.
 pub fn on_nmi(me: usize, frame: &InterruptFrame) -> bool {
     let Some(wd) = config() else { return false };
+    if !READY.get(me).is_some_and(|r| r.load(Ordering::Acquire)) {
+        return false;
+    }
     let (Some(slot), Ok(me32)) = (LOCAL.get(me), u32::try_from(me)) else {
         return false;
     };
@@ -244,6 +257,9 @@ pub fn on_tick(me: usize) {
     let (Some(buddy), Ok(me32)) = (BUDDY.get(me), u32::try_from(me)) else {
         return;
     };
+    if !READY[me].load(Ordering::Acquire) {
+        prepare_cpu(wd, me, me32);
+    }
     let now = now_ns();
     // SAFETY: BUDDY[me] belongs to CPU `me`'s timer interrupt: this one.
     let buddy = unsafe { buddy.get() };
@@ -253,11 +269,47 @@ pub fn on_tick(me: usize) {
         wd.check_liveness(
             me32,
             now,
-            ARMED_NS.load(Ordering::Relaxed),
+            EXPIRY0_NS[me].load(Ordering::Relaxed),
             &LIVENESS,
             &mut events,
         );
     }
+}
+
+/// Places the HPET expiries CPU `me` receives on its own clock, from one reading of the HPET
+/// counter and its own TSC, and makes its NMI handler take part.
+fn prepare_cpu(wd: &Watchdog<'static>, me: usize, me32: CpuIndex) {
+    let first_due_ns = if wd.timing.hpet_period_ns.is_some() {
+        let counter_64 = HPET_COUNTER_64.load(Ordering::Relaxed);
+        let counter = hpet::read_counter(HPET_BASE.load(Ordering::Relaxed), counter_64);
+        let now = now_ns();
+        let first = HPET_FIRST.load(Ordering::Relaxed);
+        let ahead = if counter_64 {
+            first.wrapping_sub(counter)
+        } else {
+            u64::from((first as u32).wrapping_sub(counter as u32))
+        };
+        let ahead_ns =
+            u128::from(ahead) * u128::from(HPET_PERIOD_FS.load(Ordering::Relaxed)) / 1_000_000;
+        now.saturating_add(ahead_ns as u64)
+    } else {
+        0
+    };
+    EXPIRY0_NS[me].store(first_due_ns, Ordering::Relaxed);
+    if let Some(slot) = LOCAL.get(me) {
+        // SAFETY: LOCAL[me] is written here, by CPU `me` in its timer interrupt, before
+        // READY[me] is set; its NMI handler, the owner, reads it only after seeing READY.
+        *unsafe { slot.get() } = Some(wd.local_for(me32, first_due_ns));
+    }
+    READY[me].store(true, Ordering::Release);
+}
+
+/// Whether every CPU in `0..cpus` has its NMI state in place.
+pub fn all_ready(cpus: usize) -> bool {
+    READY
+        .iter()
+        .take(cpus.min(MAX_CPUS))
+        .all(|r| r.load(Ordering::Acquire))
 }
 
 /// Everything `start` decided, for the report.
@@ -294,7 +346,7 @@ pub fn start(
     };
     let mut route = None;
     let period_ns = timing.hpet_period_ns;
-    let (first_due_ns, arm) = match (period_ns, hpet) {
+    let (_, arm) = match (period_ns, hpet) {
         (None, _) => (0, None),
         (Some(_), None) => return Err("the policy needs the HPET, and there is no usable HPET"),
         (Some(period_ns), Some(hpet)) => {
@@ -317,31 +369,21 @@ pub fn start(
                 address: crate::hpet_route::msi_address(id),
                 data: crate::hpet_route::MSI_DATA_NMI,
             };
-            let counter = hpet.counter();
-            let now = now_ns();
+            // Expiry 0 two heartbeats ahead: every CPU ticks (and maps the schedule onto its
+            // own clock) before the first HPET NMI is due.
+            let lead_ticks = (u128::from(2 * timing.heartbeat_ns) * 1_000_000
+                / u128::from(caps.period_fs().max(1))) as u64;
+            let first = hpet.counter().wrapping_add(lead_ticks);
+            HPET_FIRST.store(first, Ordering::Relaxed);
+            HPET_PERIOD_FS.store(u64::from(caps.period_fs()), Ordering::Relaxed);
+            HPET_COUNTER_64.store(caps.counter_64bit(), Ordering::Relaxed);
             route = Some((timer, r, width));
-            (
-                now + period_ns,
-                Some((
-                    timer,
-                    counter.wrapping_add(period_ticks),
-                    period_ticks,
-                    width,
-                    r,
-                )),
-            )
+            (0, Some((timer, first, period_ticks, width, r)))
         }
     };
-    for cpu in 0..n {
-        if let Some(slot) = LOCAL.get(cpu) {
-            // SAFETY: the boot CPU, before ARMED.
-            *unsafe { slot.get() } = Some(wd.local_for(cpu as CpuIndex, first_due_ns));
-        }
-    }
     // SAFETY: the boot CPU, before ARMED.
     *unsafe { CONFIG.get() } = Some(wd);
     let armed_ns = now_ns();
-    ARMED_NS.store(armed_ns, Ordering::Relaxed);
     if let (Some((timer, _, _, _, _)), Some(hpet)) = (arm, hpet) {
         HPET_BASE.store(hpet.base(), Ordering::Relaxed);
         HPET_TIMER.store(timer, Ordering::Relaxed);

@@ -76,6 +76,24 @@ pub fn write_fsb_address(base: u64, n: u8, address: u32) {
     regs.write32(regs::timer_fsb_route(usize::from(n)) + 4, address);
 }
 
+/// Reads the main counter of the HPET at `base` (outside NMI context: the watchdog's CPUs map
+/// the HPET schedule onto their own clocks with one reading each). A 64-bit counter is read
+/// high, low, high, as `Hpet::counter` does.
+pub fn read_counter(base: u64, counter_64bit: bool) -> u64 {
+    // SAFETY: `base` is the HPET register block the watchdog armed (stored before arming).
+    let regs = unsafe { RegisterBlock::new(base, BLOCK_SIZE) };
+    if !counter_64bit {
+        return u64::from(regs.read32(regs::MAIN_COUNTER));
+    }
+    loop {
+        let high = regs.read32(regs::MAIN_COUNTER + 4);
+        let low = regs.read32(regs::MAIN_COUNTER);
+        if regs.read32(regs::MAIN_COUNTER + 4) == high {
+            return u64::from(low) | (u64::from(high) << 32);
+        }
+    }
+}
+
 /// An HPET event timer block.
 pub struct Hpet {
     regs: RegisterBlock,

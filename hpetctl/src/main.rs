@@ -12,6 +12,7 @@ mod probe;
 mod protocol;
 mod qemu;
 mod run;
+mod symbols;
 mod transcript;
 
 use anyhow::{bail, Context, Result};
@@ -44,7 +45,7 @@ enum Command {
     /// Boot an image (the ELF through PVH, or the ISO) in QEMU and report the kernel's results.
     ///
     /// Exit status: 0 pass, 1 fail, 2 error.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Benchmarks (tables on stdout, or JSON); results and their reading are in docs/.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -165,6 +166,21 @@ struct RunArgs {
     /// Mirror the serial console to stderr as it arrives.
     #[arg(short, long)]
     verbose: bool,
+    /// Run the watchdog with this policy (kernel option `policy=`; ELF only). Adds
+    /// `-global hpet.msi=on` (FSB delivery) unless a --qemu-arg mentions hpet.msi.
+    #[arg(long, value_name = "POLICY", value_parser = run::POLICIES)]
+    policy: Option<String>,
+    /// The watchdog's T in seconds, fractions allowed, 0.01..600 (kernel option `timeout=`;
+    /// ELF only). Not the wall-clock limit, which is --timeout.
+    #[arg(long, value_name = "SECS")]
+    watchdog_timeout: Option<String>,
+    /// The handling / checker / first CPU (kernel option `handler=`; ELF only).
+    #[arg(long, value_name = "N")]
+    handler: Option<u32>,
+    /// The watchdog scenario (kernel option `scenario=`; ELF only), e.g. `idle`,
+    /// `lockup:cpu=2,after=1.3`, `deadlock:cpus=1+2,after=1`, `lockup-all:after=1`.
+    #[arg(long, value_name = "SPEC")]
+    scenario: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -246,7 +262,9 @@ fn bench_boot(args: &BenchBootArgs) -> Result<()> {
 }
 
 fn run_command(args: &RunArgs) -> ExitCode {
-    let result = run_options(args).and_then(|opts| run::run(&opts));
+    let result = run_options(args)
+        .and_then(|opts| Ok((opts, watchdog_options(args)?)))
+        .and_then(|(opts, wd)| run::run_with(&opts, &wd));
     let report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -322,6 +340,17 @@ fn run_options(a: &RunArgs) -> Result<run::RunOptions> {
         qemu_args: a.qemu_arg.clone(),
         verbose: a.verbose,
     })
+}
+
+fn watchdog_options(a: &RunArgs) -> Result<run::WatchdogOptions> {
+    let wd = run::WatchdogOptions {
+        policy: a.policy.clone(),
+        timeout: a.watchdog_timeout.clone(),
+        handler: a.handler,
+        scenario: a.scenario.clone(),
+    };
+    wd.validate()?;
+    Ok(wd)
 }
 
 fn build(args: &BuildArgs) -> Result<()> {
@@ -435,6 +464,44 @@ mod tests {
             vec!["hpetctl", "build"],
         ] {
             assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "hpetctl",
+            "run",
+            "k",
+            "--policy",
+            "round-robin",
+            "--watchdog-timeout",
+            "0.5",
+            "--handler",
+            "3",
+            "--scenario",
+            "deadlock:cpus=1+2,after=1",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        let wd = watchdog_options(&a).unwrap();
+        assert_eq!(wd.policy.as_deref(), Some("round-robin"));
+        assert_eq!(wd.timeout.as_deref(), Some("0.5"));
+        assert_eq!(wd.handler, Some(3));
+        assert_eq!(wd.scenario.as_deref(), Some("deadlock:cpus=1+2,after=1"));
+        assert!(Cli::try_parse_from(["hpetctl", "run", "k", "--policy", "nope"]).is_err());
+        assert!(Cli::try_parse_from(["hpetctl", "run", "k", "--handler", "-1"]).is_err());
+        for (flag, value, says) in [
+            ("--watchdog-timeout", "1,5", "expected seconds"),
+            ("--watchdog-timeout", "0.001", "between 0.01 and 600"),
+            ("--watchdog-timeout", "601", "between 0.01 and 600"),
+            ("--scenario", "panic:now", "must be one of"),
+            ("--scenario", "lockup:", "nothing after the colon"),
+        ] {
+            let cli = Cli::try_parse_from(["hpetctl", "run", "k", flag, value]).unwrap();
+            let Command::Run(a) = cli.command else {
+                panic!("not run")
+            };
+            let e = format!("{:#}", watchdog_options(&a).unwrap_err());
+            assert!(e.contains(flag) && e.contains(says), "{flag} {value}: {e}");
         }
         let cli = Cli::try_parse_from(["hpetctl", "run", "k", "--smp", "0"]).unwrap();
         let Command::Run(a) = cli.command else {

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::image::{self, ImageKind};
 use crate::qemu::{self, Accel, Boot, Ending, Firmware, Icount, QemuPlan, SmpSpec};
-use crate::transcript::{Cpu, KernelError, Transcript, Verdict};
+use crate::symbols::Symbols;
+use crate::transcript::{Cpu, KernelError, NmiCounts, Transcript, Verdict};
 
 /// How long QEMU may keep running after the kernel's summary before it is killed.
 pub const GRACE: Duration = Duration::from_secs(3);
@@ -32,6 +33,445 @@ pub struct RunOptions {
     pub traces: Vec<String>,
     pub qemu_args: Vec<OsString>,
     pub verbose: bool,
+}
+
+/// The watchdog's kernel options given as `hpetctl run` options (`--policy`,
+/// `--watchdog-timeout`, `--handler`, `--scenario`), each already validated; they become
+/// `policy=`, `timeout=`, `handler=` and `scenario=` words on an ELF's command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchdogOptions {
+    pub policy: Option<String>,
+    /// T in seconds, as given (fractions allowed).
+    pub timeout: Option<String>,
+    pub handler: Option<u32>,
+    pub scenario: Option<String>,
+}
+
+/// The watchdog policies the kernel accepts for `policy=` (docs/cmdline.md).
+pub const POLICIES: [&str; 6] = [
+    "off",
+    "broadcast",
+    "round-robin",
+    "chain",
+    "remote",
+    "buddy",
+];
+
+/// The scenario names the kernel knows (the part of `scenario=` before the colon).
+pub const SCENARIOS: [&str; 6] = [
+    "idle",
+    "lockup",
+    "lockup-all",
+    "deadlock",
+    "spurious-nmi",
+    "stress",
+];
+
+/// Seconds with up to 9 fractional digits ("1", "0.5", ".25"), as the kernel reads
+/// `timeout=`, in nanoseconds.
+pub fn parse_seconds_ns(text: &str) -> Option<u64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if (whole.is_empty() && fraction.is_empty()) || fraction.len() > 9 {
+        return None;
+    }
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let frac: u64 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().ok()?
+    };
+    let frac_ns = frac * 10u64.pow(9 - fraction.len() as u32);
+    whole.checked_mul(1_000_000_000)?.checked_add(frac_ns)
+}
+
+impl WatchdogOptions {
+    /// Check every value as the kernel will (the scenario only up to its name: the kernel
+    /// checks the rest and reports a bad one in an `error` record).
+    pub fn validate(&self) -> Result<()> {
+        if let Some(p) = &self.policy {
+            if !POLICIES.contains(&p.as_str()) {
+                bail!(
+                    "invalid --policy `{p}`: expected one of {} (docs/cmdline.md)",
+                    POLICIES.join(", ")
+                );
+            }
+        }
+        if let Some(t) = &self.timeout {
+            let ns = parse_seconds_ns(t).with_context(|| {
+                format!("invalid --watchdog-timeout `{t}`: expected seconds, e.g. 1 or 0.5 (at most 9 decimals)")
+            })?;
+            if !(10_000_000..=600_000_000_000).contains(&ns) {
+                bail!("invalid --watchdog-timeout `{t}`: T must be between 0.01 and 600 seconds");
+            }
+        }
+        if let Some(s) = &self.scenario {
+            check_scenario(s)?;
+        }
+        Ok(())
+    }
+
+    /// `(option, boot word)` pairs, in a fixed order.
+    fn words(&self) -> Vec<(&'static str, String)> {
+        let mut w = Vec::new();
+        if let Some(p) = &self.policy {
+            w.push(("--policy", format!("policy={p}")));
+        }
+        if let Some(t) = &self.timeout {
+            w.push(("--watchdog-timeout", format!("timeout={t}")));
+        }
+        if let Some(h) = self.handler {
+            w.push(("--handler", format!("handler={h}")));
+        }
+        if let Some(s) = &self.scenario {
+            w.push(("--scenario", format!("scenario={s}")));
+        }
+        w
+    }
+
+    /// Whether hpetctl adds `-global hpet.msi=on`: a policy other than `off` was given and
+    /// the user's QEMU arguments say nothing about `hpet.msi`.
+    fn wants_hpet_msi(&self, qemu_args: &[OsString]) -> bool {
+        self.policy.as_deref().is_some_and(|p| p != "off")
+            && !qemu_args
+                .iter()
+                .any(|a| a.to_string_lossy().contains("hpet.msi"))
+    }
+}
+
+/// The syntactic check of `--scenario`: a known name, optionally `:` and parameters, one word
+/// of printable ASCII.
+pub fn check_scenario(spec: &str) -> Result<()> {
+    let (name, params) = match spec.split_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (spec, None),
+    };
+    if !SCENARIOS.contains(&name) {
+        bail!(
+            "invalid --scenario `{spec}`: the name before the colon must be one of {} (docs/cmdline.md)",
+            SCENARIOS.join(", ")
+        );
+    }
+    if params == Some("") {
+        bail!("invalid --scenario `{spec}`: nothing after the colon (e.g. lockup:cpu=1,after=1.5)");
+    }
+    if let Some(c) = spec.chars().find(|c| !c.is_ascii_graphic() || *c == '"') {
+        bail!("invalid --scenario `{spec}`: the character {c:?} cannot be part of one boot option word");
+    }
+    Ok(())
+}
+
+/// What a scenario locks, read from its `scenario=` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locked {
+    /// These logical CPUs (none for `idle`, `spurious-nmi`, `stress`).
+    Cpus(std::collections::BTreeSet<u64>),
+    /// Every CPU (`lockup-all`).
+    All,
+}
+
+/// The CPUs a scenario locks: `lockup:cpu=N` (also `kind=nmi-blocked`) locks N,
+/// `deadlock:cpus=A+B` locks A and B, `lockup-all` every CPU; anything else none.
+pub fn scenario_locks(spec: &str) -> Locked {
+    let (name, params) = spec.split_once(':').unwrap_or((spec, ""));
+    let param = |key: &str| {
+        params
+            .split(',')
+            .filter_map(|f| f.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    };
+    let mut set = std::collections::BTreeSet::new();
+    match name {
+        "lockup-all" => return Locked::All,
+        "lockup" => {
+            if let Some(n) = param("cpu").and_then(|v| v.parse().ok()) {
+                set.insert(n);
+            }
+        }
+        "deadlock" => {
+            if let Some((a, b)) = param("cpus").and_then(|v| v.split_once('+')) {
+                set.extend(a.parse::<u64>().ok());
+                set.extend(b.parse::<u64>().ok());
+            }
+        }
+        _ => {}
+    }
+    Locked::Cpus(set)
+}
+
+/// The scenario in force on a kernel command line: the last `scenario=` word (the kernel
+/// reads left to right), else `idle`.
+pub fn scenario_of_cmdline(cmdline: &str) -> String {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("scenario="))
+        .next_back()
+        .unwrap_or("idle")
+        .to_string()
+}
+
+/// The `watchdog-route` record.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteReport {
+    pub kind: Option<String>,
+    pub timer: Option<u64>,
+    pub width: Option<u64>,
+    pub dest_cpu: Option<u64>,
+}
+
+/// One reported lockup, in milliseconds from arming the watchdog.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockupReport {
+    pub cpu: u64,
+    pub apic_id: Option<u64>,
+    pub detected_by: Option<u64>,
+    pub injected_at_ms: Option<f64>,
+    pub detected_at_ms: Option<f64>,
+    pub latency_ms: Option<f64>,
+    pub stalled_ms: Option<f64>,
+    /// Hex, like `"0x206af2"`.
+    pub rip: Option<String>,
+    pub rsp: Option<String>,
+    /// The function containing `rip`, from the image's ELF symbol table.
+    pub symbol: Option<String>,
+    /// Whether the scenario locked this CPU (false: a false positive).
+    pub injected: bool,
+    #[serde(skip)]
+    rip_value: Option<u64>,
+}
+
+/// NMI counts summed over the CPUs (null where no `nmi-counts` record had the field).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NmiTotals {
+    pub total: Option<u64>,
+    pub hpet: Option<u64>,
+    pub ipi: Option<u64>,
+    pub unknown: Option<u64>,
+    pub duplicate: Option<u64>,
+    pub swallowed: Option<u64>,
+}
+
+/// The watchdog run: the `watchdog`, `watchdog-route`, `lockup` and `nmi-counts` records,
+/// and what hpetctl makes of them.
+#[derive(Debug, Clone, Serialize)]
+pub struct WatchdogReport {
+    pub policy: Option<String>,
+    pub timeout_ms: Option<f64>,
+    pub heartbeat_ms: Option<f64>,
+    pub check_period_ms: Option<f64>,
+    /// Null for a policy without the HPET (`buddy`).
+    pub hpet_period_ms: Option<f64>,
+    pub window_ms: Option<f64>,
+    pub bound_ms: Option<f64>,
+    pub earliest_ms: Option<f64>,
+    pub handler: Option<u64>,
+    /// The scenario on the kernel's command line (`idle` when none).
+    pub scenario: String,
+    /// The CPUs the scenario locks (every CPU for `lockup-all`).
+    pub injected_cpus: Vec<u64>,
+    /// Unknown NMIs the kernel expects from the scenario (`spurious-nmi`), if it says.
+    pub expected_unknown: Option<u64>,
+    pub route: Option<RouteReport>,
+    pub lockups: Vec<LockupReport>,
+    /// CPUs reported locked that the scenario did not lock.
+    pub false_positives: Vec<u64>,
+    /// CPUs the scenario locked that were not reported.
+    pub missed: Vec<u64>,
+    /// Times the HPET NMIs were noticed to have stopped (sum of `stalls`).
+    pub watchdog_stalls: u64,
+    pub nmis: NmiTotals,
+    pub nmis_per_cpu: Vec<NmiCounts>,
+}
+
+fn ms(ns: Option<u64>) -> Option<f64> {
+    ns.map(|n| n as f64 / 1e6)
+}
+
+/// The watchdog report from a transcript; `None` without a `watchdog` record.
+pub fn watchdog_report(t: &Transcript) -> Option<WatchdogReport> {
+    let w = t.watchdog.as_ref()?;
+    let scenario = t
+        .boot
+        .as_ref()
+        .and_then(|b| b.cmdline.as_deref())
+        .map_or_else(|| "idle".to_string(), scenario_of_cmdline);
+    let injected: Vec<u64> = match scenario_locks(&scenario) {
+        Locked::Cpus(set) => set.into_iter().collect(),
+        Locked::All => {
+            let n = if t.nmi_counts.is_empty() {
+                t.summary
+                    .as_ref()
+                    .and_then(|s| s.cpus_expected)
+                    .or(t.smp_expected)
+                    .unwrap_or(0)
+            } else {
+                t.nmi_counts.iter().map(|c| c.cpu + 1).max().unwrap_or(0)
+            };
+            (0..n).collect()
+        }
+    };
+    let lockups: Vec<LockupReport> = t
+        .lockups
+        .iter()
+        .map(|l| LockupReport {
+            cpu: l.cpu,
+            apic_id: l.apic_id,
+            detected_by: l.detected_by,
+            injected_at_ms: ms(l.injected_at_ns),
+            detected_at_ms: ms(l.detected_at_ns),
+            latency_ms: ms(l.latency_ns),
+            stalled_ms: ms(l.stalled_ns),
+            rip: l.rip.map(|v| format!("{v:#x}")),
+            rsp: l.rsp.map(|v| format!("{v:#x}")),
+            symbol: None,
+            injected: injected.contains(&l.cpu),
+            rip_value: l.rip,
+        })
+        .collect();
+    let mut false_positives: Vec<u64> = lockups
+        .iter()
+        .filter(|l| !l.injected)
+        .map(|l| l.cpu)
+        .collect();
+    false_positives.dedup();
+    let missed = injected
+        .iter()
+        .copied()
+        .filter(|c| !t.lockups.iter().any(|l| l.cpu == *c))
+        .collect();
+    let sum = |f: fn(&NmiCounts) -> Option<u64>| -> Option<u64> {
+        t.nmi_counts
+            .iter()
+            .filter_map(f)
+            .fold(None, |acc, v| Some(acc.unwrap_or(0) + v))
+    };
+    Some(WatchdogReport {
+        policy: w.policy.clone(),
+        timeout_ms: ms(w.timeout_ns),
+        heartbeat_ms: ms(w.heartbeat_ns),
+        check_period_ms: ms(w.check_period_ns),
+        hpet_period_ms: ms(w.hpet_period_ns.filter(|&n| n != 0)),
+        window_ms: ms(w.window_ns),
+        bound_ms: ms(w.bound_ns),
+        earliest_ms: ms(w.earliest_ns),
+        handler: w.handler,
+        scenario,
+        injected_cpus: injected,
+        expected_unknown: w.expected_unknown,
+        route: t.watchdog_route.as_ref().map(|r| RouteReport {
+            kind: r.kind.clone(),
+            timer: r.timer,
+            width: r.width,
+            dest_cpu: r.dest_cpu,
+        }),
+        lockups,
+        false_positives,
+        missed,
+        watchdog_stalls: sum(|c| c.stalls).unwrap_or(0),
+        nmis: NmiTotals {
+            total: sum(|c| c.total),
+            hpet: sum(|c| c.hpet),
+            ipi: sum(|c| c.ipi),
+            unknown: sum(|c| c.unknown),
+            duplicate: sum(|c| c.duplicate),
+            swallowed: sum(|c| c.swallowed),
+        },
+        nmis_per_cpu: t.nmi_counts.clone(),
+    })
+}
+
+/// hpetctl's own check of a watchdog run the kernel called a pass: why it is not one.
+fn watchdog_contradiction(t: &Transcript, w: &WatchdogReport) -> Option<String> {
+    if let Some(cpu) = w.false_positives.first() {
+        return Some(format!(
+            "CPU {cpu} was reported locked, which scenario `{}` did not lock (a false positive)",
+            w.scenario
+        ));
+    }
+    if let Some(cpu) = w.missed.first() {
+        return Some(format!(
+            "scenario `{}` locked CPU {cpu}, which was never reported",
+            w.scenario
+        ));
+    }
+    let wd = t.watchdog.as_ref()?;
+    for l in &t.lockups {
+        let (Some(lat), Some(lo), Some(hi)) = (l.latency_ns, wd.earliest_ns, wd.bound_ns) else {
+            continue;
+        };
+        if lat < lo || lat > hi {
+            return Some(format!(
+                "the lockup of CPU {} was detected after {:.3} ms, outside [T - h, bound] = [{:.3}, {:.3}] ms",
+                l.cpu,
+                lat as f64 / 1e6,
+                lo as f64 / 1e6,
+                hi as f64 / 1e6
+            ));
+        }
+    }
+    if w.watchdog_stalls > 0 {
+        return Some(format!(
+            "the HPET NMIs stopped {} time(s) during the run (watchdog stalls)",
+            w.watchdog_stalls
+        ));
+    }
+    let unknown = w.nmis.unknown.unwrap_or(0);
+    match w.expected_unknown {
+        Some(e) if unknown != e => Some(format!(
+            "{unknown} unknown NMI(s) where the scenario causes {e}"
+        )),
+        None if unknown > 0 => Some(format!("{unknown} unknown NMI(s) during the run")),
+        _ => None,
+    }
+}
+
+/// Name the function each lockup's RIP is in, from `symbols`.
+pub fn resolve_symbols(w: &mut WatchdogReport, symbols: &Symbols) {
+    for l in &mut w.lockups {
+        l.symbol = l
+            .rip_value
+            .and_then(|rip| symbols.lookup(rip))
+            .map(str::to_string);
+    }
+}
+
+/// The symbol table of the kernel that ran: the ELF image itself, or for an ISO the kernel
+/// embedded in this hpetctl when its build id is the one the kernel reported. `None` when
+/// neither is known to be the kernel that ran.
+fn kernel_symbols(
+    opts: &RunOptions,
+    image: &ImageReport,
+    kernel_id: Option<&str>,
+) -> Option<Symbols> {
+    let same = |id: Option<&str>| match (id, kernel_id) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        _ => false,
+    };
+    if image.kind == "elf" {
+        if image.build_id.is_some() && kernel_id.is_some() && !same(image.build_id.as_deref()) {
+            return None;
+        }
+        let bytes = std::fs::read(&opts.image).ok()?;
+        return Symbols::from_elf(&bytes).ok();
+    }
+    let embedded = crate::kernel_image::embedded_elf();
+    let id = match image::recognise(embedded) {
+        Ok(ImageKind::Elf(info)) => info.build_id,
+        _ => None,
+    };
+    if same(id.as_deref()) {
+        Symbols::from_elf(embedded).ok()
+    } else {
+        None
+    }
 }
 
 /// The image that was booted.
@@ -99,6 +539,8 @@ pub struct Report {
     pub duration_ms: u64,
     pub log: Option<String>,
     pub qemu_log: Option<String>,
+    /// The watchdog run, when the kernel printed a `watchdog` record.
+    pub watchdog: Option<WatchdogReport>,
 }
 
 impl Report {
@@ -131,6 +573,7 @@ impl Report {
             duration_ms: 0,
             log: None,
             qemu_log: None,
+            watchdog: None,
         }
     }
 }
@@ -148,6 +591,25 @@ pub fn kernel_cmdline(append: Option<&str>) -> String {
     }
 }
 
+/// The ELF's command line: [`kernel_cmdline`] plus the watchdog options' words. An option
+/// given both ways (`--policy` and `policy=` in `--append`) is an error.
+pub fn watchdog_cmdline(append: Option<&str>, wd: &WatchdogOptions) -> Result<String> {
+    let mut line = kernel_cmdline(append);
+    for (option, word) in wd.words() {
+        let key = word.split_once('=').map_or(word.as_str(), |(k, _)| k);
+        if append
+            .unwrap_or("")
+            .split_ascii_whitespace()
+            .any(|w| w.split_once('=').is_some_and(|(k, _)| k == key))
+        {
+            bail!("{option} and `{key}=` in --append both set the kernel's `{key}`: give one");
+        }
+        line.push(' ');
+        line.push_str(&word);
+    }
+    Ok(line)
+}
+
 /// Everything prepared for one run: the plan and the temporary files it needs.
 struct Prepared {
     plan: QemuPlan,
@@ -158,8 +620,13 @@ struct Prepared {
 
 /// Check the image and the options, then find QEMU with `find_qemu` (after the image, so a
 /// wrong file is reported as such even where QEMU is missing).
-fn prepare(opts: &RunOptions, find_qemu: impl FnOnce() -> Result<PathBuf>) -> Result<Prepared> {
+fn prepare(
+    opts: &RunOptions,
+    wd: &WatchdogOptions,
+    find_qemu: impl FnOnce() -> Result<PathBuf>,
+) -> Result<Prepared> {
     let kind = image::recognise_file(&opts.image)?;
+    wd.validate()?;
     let path = opts.image.display().to_string();
     let cpu = qemu::cpu_model(&opts.cpu, &opts.smp);
     let icount_shift = match (opts.accel, opts.icount) {
@@ -191,7 +658,7 @@ fn prepare(opts: &RunOptions, find_qemu: impl FnOnce() -> Result<PathBuf>) -> Re
             (
                 Boot::Kernel {
                     image: opts.image.clone(),
-                    append: kernel_cmdline(opts.append.as_deref()),
+                    append: watchdog_cmdline(opts.append.as_deref(), wd)?,
                 },
                 ImageReport {
                     path,
@@ -201,6 +668,11 @@ fn prepare(opts: &RunOptions, find_qemu: impl FnOnce() -> Result<PathBuf>) -> Re
             )
         }
         ImageKind::Iso => {
+            if let Some((option, _)) = wd.words().first() {
+                bail!(
+                    "{option} cannot change the command line of an ISO ({path}): it is fixed in the ISO's grub.cfg. Boot the ELF instead (`hpetctl run DIR/hpetwd.elf {option} ...`)."
+                );
+            }
             if opts.append.is_some() {
                 bail!(
                     "--append cannot change the command line of an ISO ({path}): it is fixed in the ISO's grub.cfg. Boot the ELF instead (`hpetctl run DIR/hpetwd.elf --append ...`)."
@@ -267,7 +739,13 @@ fn prepare(opts: &RunOptions, find_qemu: impl FnOnce() -> Result<PathBuf>) -> Re
         boot,
         traces: opts.traces.clone(),
         qemu_log,
-        extra: opts.qemu_args.clone(),
+        extra: if wd.wants_hpet_msi(&opts.qemu_args) {
+            let mut extra = vec![OsString::from("-global"), OsString::from("hpet.msi=on")];
+            extra.extend(opts.qemu_args.iter().cloned());
+            extra
+        } else {
+            opts.qemu_args.clone()
+        },
     };
     Ok(Prepared {
         plan,
@@ -287,7 +765,12 @@ enum SerialLog {
 /// Run the image. Setup problems (bad image, bad options, missing tools) are errors; a run
 /// that started always gives a report.
 pub fn run(opts: &RunOptions) -> Result<Report> {
-    let prepared = prepare(opts, qemu::find_qemu)?;
+    run_with(opts, &WatchdogOptions::default())
+}
+
+/// [`run`] with the watchdog's kernel options (`hpetctl run --policy ...`).
+pub fn run_with(opts: &RunOptions, wd: &WatchdogOptions) -> Result<Report> {
+    let prepared = prepare(opts, wd, qemu::find_qemu)?;
     let mut plan = prepared.plan;
     if let Some(p) = &opts.qemu_log {
         check_writable(p, "--qemu-log")?;
@@ -342,6 +825,11 @@ pub fn run(opts: &RunOptions) -> Result<Report> {
         &prepared.image,
         opts,
     );
+    if let Some(w) = &mut report.watchdog {
+        if let Some(symbols) = kernel_symbols(opts, &prepared.image, report.build_id.as_deref()) {
+            resolve_symbols(w, &symbols);
+        }
+    }
     report.qemu.command = plan.command_line();
     report.qemu.icount_shift = plan.icount_shift;
     report.duration_ms = u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX);
@@ -418,6 +906,7 @@ pub fn judge(
     report.errors = t.errors.clone();
     report.platform = t.platform.clone();
     report.warnings = t.warnings.clone();
+    report.watchdog = watchdog_report(t);
     report.last_output = t.last_line.clone();
     report.qemu.stderr = stderr.trim_end().to_string();
     let (exit_code, ended) = match ending {
@@ -635,7 +1124,14 @@ pub fn judge(
             error(&mut report, format!("the summary says pass but {c}"));
             return report;
         }
-        if summary.cpus_expected != Some(opts.smp.cpus) {
+        if let Some(c) = report
+            .watchdog
+            .as_ref()
+            .and_then(|w| watchdog_contradiction(t, w))
+        {
+            result = Verdict::Fail;
+            reason = Some(format!("the summary says pass but {c}"));
+        } else if summary.cpus_expected != Some(opts.smp.cpus) {
             result = Verdict::Fail;
             reason = Some(format!(
                 "the kernel expected {} CPU(s) but QEMU started {} (--smp {})",
@@ -744,6 +1240,9 @@ pub fn render_human(r: &Report) -> String {
         }
         s.push('\n');
     }
+    if let Some(w) = &r.watchdog {
+        render_watchdog(&mut s, w);
+    }
     if let Some(e) = &r.exception {
         let field = |k: &str| match e.get(k) {
             Some(Value::String(v)) => v.clone(),
@@ -793,6 +1292,122 @@ pub fn render_human(r: &Report) -> String {
         let _ = writeln!(s, "qemu log:  {p}");
     }
     s
+}
+
+/// The watchdog section of the human summary.
+fn render_watchdog(s: &mut String, w: &WatchdogReport) {
+    let t = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v}"));
+    let n = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
+    let _ = writeln!(
+        s,
+        "watchdog:  {}, T {} ms, heartbeat {} ms, check {} ms, HPET period {}, window {} ms, handler CPU {}",
+        w.policy.as_deref().unwrap_or("?"),
+        t(w.timeout_ms),
+        t(w.heartbeat_ms),
+        t(w.check_period_ms),
+        w.hpet_period_ms.map_or("none".to_string(), |v| format!("{v} ms")),
+        t(w.window_ms),
+        n(w.handler)
+    );
+    let _ = writeln!(
+        s,
+        "scenario:  {} (locks {}); detection expected within [{}, {}] ms",
+        w.scenario,
+        if w.injected_cpus.is_empty() {
+            "no CPU".to_string()
+        } else {
+            format!(
+                "CPU {}",
+                w.injected_cpus
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        t(w.earliest_ms),
+        t(w.bound_ms)
+    );
+    if let Some(r) = &w.route {
+        let _ = writeln!(
+            s,
+            "route:     {}, HPET timer {}, {}-bit, to CPU {}",
+            r.kind.as_deref().unwrap_or("?"),
+            n(r.timer),
+            n(r.width),
+            n(r.dest_cpu)
+        );
+    }
+    let nm = &w.nmis;
+    let _ = writeln!(
+        s,
+        "nmis:      {} total: hpet {}, ipi {}, unknown {}{}, duplicate {}, swallowed {}; stalls {}",
+        n(nm.total),
+        n(nm.hpet),
+        n(nm.ipi),
+        n(nm.unknown),
+        w.expected_unknown
+            .map_or(String::new(), |e| format!(" ({e} expected)")),
+        n(nm.duplicate),
+        n(nm.swallowed),
+        w.watchdog_stalls
+    );
+    let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    if !w.false_positives.is_empty() {
+        let _ = writeln!(s, "false positives: CPU {}", list(&w.false_positives));
+    }
+    if !w.missed.is_empty() {
+        let _ = writeln!(
+            s,
+            "missed:    CPU {} (locked, never reported)",
+            list(&w.missed)
+        );
+    }
+    let f = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.3}"));
+    if w.lockups.is_empty() {
+        let _ = writeln!(s, "lockups:   none reported");
+    } else {
+        let _ = writeln!(
+            s,
+            "\n  CPU  APIC ID  by   injected ms   detected ms  latency ms  rip                 symbol"
+        );
+        for l in &w.lockups {
+            let _ = writeln!(
+                s,
+                "{:>5}  {:>7}  {:>3}  {:>12}  {:>12}  {:>10}  {:<18}  {}{}",
+                l.cpu,
+                n(l.apic_id),
+                n(l.detected_by),
+                f(l.injected_at_ms),
+                f(l.detected_at_ms),
+                f(l.latency_ms),
+                l.rip.as_deref().unwrap_or("?"),
+                l.symbol.as_deref().unwrap_or("?"),
+                if l.injected { "" } else { "  (false positive)" }
+            );
+        }
+    }
+    if !w.nmis_per_cpu.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n  CPU  total   hpet    ipi  unknown  duplicate  swallowed  stalls"
+        );
+        for c in &w.nmis_per_cpu {
+            let _ = writeln!(
+                s,
+                "{:>5}  {:>5}  {:>5}  {:>5}  {:>7}  {:>9}  {:>9}  {:>6}",
+                c.cpu,
+                n(c.total),
+                n(c.hpet),
+                n(c.ipi),
+                n(c.unknown),
+                n(c.duplicate),
+                n(c.swallowed),
+                n(c.stalls)
+            );
+        }
+    }
+    s.push('\n');
 }
 
 /// Check `path` is writable as a log before QEMU starts (used for `--qemu-log`).
@@ -1060,7 +1675,7 @@ mod tests {
         let mut o = opts("2");
         o.image = elf.clone();
         o.append = Some("tick_us=1000".into());
-        let p = prepare(&o, q).unwrap();
+        let p = prepare(&o, &WatchdogOptions::default(), q).unwrap();
         assert!(p
             .plan
             .command_line()
@@ -1068,25 +1683,45 @@ mod tests {
         assert_eq!(p.plan.icount_shift, Some(7));
         assert_eq!(p.image.build_id.as_deref(), Some("deadbeef"));
 
-        let e = |o: &RunOptions| format!("{:#}", prepare(o, q).err().unwrap());
+        let e = |o: &RunOptions| {
+            format!(
+                "{:#}",
+                prepare(o, &WatchdogOptions::default(), q).err().unwrap()
+            )
+        };
         o.firmware = Firmware::Uefi;
         assert!(e(&o).contains("needs SeaBIOS"));
         o.firmware = Firmware::Bios;
         o.smp = SmpSpec::parse("300").unwrap();
-        let p = prepare(&o, q).unwrap();
+        let p = prepare(&o, &WatchdogOptions::default(), q).unwrap();
         assert_eq!(p.plan.cpu, "qemu64,+x2apic");
         assert_eq!(p.plan.icount_shift, Some(7));
         o.icount = Icount::Shift(6);
-        assert_eq!(prepare(&o, q).unwrap().plan.icount_shift, Some(6));
+        assert_eq!(
+            prepare(&o, &WatchdogOptions::default(), q)
+                .unwrap()
+                .plan
+                .icount_shift,
+            Some(6)
+        );
         o.smp = SmpSpec::parse("2").unwrap();
         o.icount = Icount::Off;
-        assert_eq!(prepare(&o, q).unwrap().plan.icount_shift, None);
+        assert_eq!(
+            prepare(&o, &WatchdogOptions::default(), q)
+                .unwrap()
+                .plan
+                .icount_shift,
+            None
+        );
 
         o.image = iso;
         assert!(e(&o).contains("--append cannot change"));
         o.append = None;
         assert!(matches!(
-            prepare(&o, q).unwrap().plan.boot,
+            prepare(&o, &WatchdogOptions::default(), q)
+                .unwrap()
+                .plan
+                .boot,
             Boot::Cdrom { uefi: None, .. }
         ));
 
@@ -1107,6 +1742,365 @@ mod tests {
         o.accel = Accel::Kvm;
         o.icount = Icount::Shift(5);
         assert!(e(&o).contains("--icount needs --accel tcg"));
+    }
+
+    /// A watchdog run's serial output, as the kernel prints it (protocol.md): `cmdline` on
+    /// the boot record, then the records in `body`, then `summary`.
+    fn wd_log(cmdline: &str, body: &str, summary: &str) -> String {
+        format!(
+            "HPETWD build id=abcd version=0.1.0 protocol=1\r\n\
+             HPETWD boot via=pvh cmdline=\"exit=qemu {cmdline}\" exit=qemu exit_reason=option\r\n\
+             HPETWD smp online=4 expected=4 all_online_ns=39857303 init_delay_ns=10000 settle_ms=0\r\n\
+             HPETWD watchdog policy=broadcast timeout_ns=1000000000 heartbeat_ns=200000000 check_period_ns=400000000 hpet_period_ns=400000000 window_ns=1600000 bound_ns=1450000000 earliest_ns=800000000 handler=1\r\n\
+             HPETWD watchdog-route kind=fsb timer=0 width=64 dest_cpu=1\r\n\
+             {body}\
+             {summary}\r\n"
+        )
+    }
+
+    fn counts(cpu: u64, unknown: u64, stalls: u64) -> String {
+        format!(
+            "HPETWD nmi-counts cpu={cpu} total=8 hpet=0 ipi=8 unknown={unknown} duplicate=0 swallowed=0 stalls={stalls}\r\n"
+        )
+    }
+
+    fn lockup(cpu: u64, latency_ns: u64) -> String {
+        format!(
+            "HPETWD lockup cpu={cpu} apic_id={cpu} detected_by=2 injected_at_ns=1395913802 detected_at_ns={} latency_ns={latency_ns} stalled_ns={latency_ns} rip=0x206af2 rsp=0x279f90\r\n",
+            1_395_913_802 + latency_ns
+        )
+    }
+
+    const PASS4: &str = "HPETWD summary result=pass cpus_online=4 cpus_expected=4";
+    const LOCK2: &str = "policy=broadcast timeout=1 handler=1 scenario=lockup:cpu=2,after=1.3";
+
+    fn body(lockups: &[(u64, u64)], unknown: u64, stalls: u64) -> String {
+        let mut b = String::new();
+        for cpu in 0..4 {
+            b += &counts(
+                cpu,
+                if cpu == 3 { unknown } else { 0 },
+                if cpu == 1 { stalls } else { 0 },
+            );
+            for &(c, lat) in lockups {
+                if c == cpu {
+                    b += &lockup(c, lat);
+                }
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn watchdog_json_fields() {
+        let text = wd_log(LOCK2, &body(&[(2, 1_004_334_780)], 0, 0), PASS4);
+        let r = judge_log(&text, exited(33), "4");
+        assert_eq!(r.result, Verdict::Pass, "{:?}", r.reason);
+        let v = serde_json::to_value(&r).unwrap();
+        let w = &v["watchdog"];
+        assert_eq!(w["policy"], "broadcast");
+        assert_eq!(w["timeout_ms"], 1000.0);
+        assert_eq!(w["heartbeat_ms"], 200.0);
+        assert_eq!(w["check_period_ms"], 400.0);
+        assert_eq!(w["hpet_period_ms"], 400.0);
+        assert_eq!(w["window_ms"], 1.6);
+        assert_eq!(w["bound_ms"], 1450.0);
+        assert_eq!(w["earliest_ms"], 800.0);
+        assert_eq!(w["handler"], 1);
+        assert_eq!(w["scenario"], "lockup:cpu=2,after=1.3");
+        assert_eq!(w["injected_cpus"], serde_json::json!([2]));
+        assert_eq!(
+            w["route"],
+            serde_json::json!({"kind": "fsb", "timer": 0, "width": 64, "dest_cpu": 1})
+        );
+        let l = &w["lockups"][0];
+        assert_eq!(w["lockups"].as_array().unwrap().len(), 1);
+        assert_eq!(l["cpu"], 2);
+        assert_eq!(l["apic_id"], 2);
+        assert_eq!(l["detected_by"], 2);
+        assert_eq!(l["injected_at_ms"], 1395.913802);
+        assert_eq!(l["detected_at_ms"], 2400.248582);
+        assert_eq!(l["latency_ms"], 1004.33478);
+        assert_eq!(l["stalled_ms"], 1004.33478);
+        assert_eq!(l["rip"], "0x206af2");
+        assert_eq!(l["rsp"], "0x279f90");
+        assert!(l["symbol"].is_null());
+        assert_eq!(l["injected"], true);
+        assert_eq!(w["false_positives"], serde_json::json!([]));
+        assert_eq!(w["missed"], serde_json::json!([]));
+        assert_eq!(w["watchdog_stalls"], 0);
+        assert_eq!(
+            w["nmis"],
+            serde_json::json!({"total": 32, "hpet": 0, "ipi": 32, "unknown": 0, "duplicate": 0, "swallowed": 0})
+        );
+        assert_eq!(w["nmis_per_cpu"].as_array().unwrap().len(), 4);
+        assert_eq!(w["nmis_per_cpu"][3]["cpu"], 3);
+        assert!(w["expected_unknown"].is_null());
+        let human = render_human(&r);
+        assert!(human.contains("watchdog:  broadcast, T 1000 ms"), "{human}");
+        assert!(
+            human.contains("route:     fsb, HPET timer 0, 64-bit, to CPU 1"),
+            "{human}"
+        );
+        assert!(human.contains("1004.335  0x206af2"), "{human}");
+        // Without a watchdog record there is no watchdog object.
+        let r = judge_log(&log(2, PASS2), exited(33), "2");
+        assert!(serde_json::to_value(&r).unwrap()["watchdog"].is_null());
+    }
+
+    #[test]
+    fn watchdog_pass_is_checked_independently() {
+        let fail = |text: &str| {
+            let r = judge_log(text, exited(33), "4");
+            assert_eq!(r.result, Verdict::Fail, "{text}");
+            r.reason.unwrap()
+        };
+        // A lockup on a CPU the scenario did not lock.
+        let m = fail(&wd_log(
+            LOCK2,
+            &body(&[(2, 1_000_000_000), (3, 1_000_000_000)], 0, 0),
+            PASS4,
+        ));
+        assert!(m.contains("CPU 3") && m.contains("false positive"), "{m}");
+        // An idle run with any lockup.
+        let m = fail(&wd_log(
+            "policy=chain",
+            &body(&[(1, 1_000_000_000)], 0, 0),
+            PASS4,
+        ));
+        assert!(m.contains("scenario `idle`"), "{m}");
+        // The injected lockup missing.
+        let m = fail(&wd_log(LOCK2, &body(&[], 0, 0), PASS4));
+        assert!(m.contains("never reported"), "{m}");
+        // Latency outside [T - h, bound].
+        let m = fail(&wd_log(LOCK2, &body(&[(2, 1_500_000_000)], 0, 0), PASS4));
+        assert!(
+            m.contains("1500.000 ms, outside") && m.contains("[800.000, 1450.000]"),
+            "{m}"
+        );
+        let m = fail(&wd_log(LOCK2, &body(&[(2, 700_000_000)], 0, 0), PASS4));
+        assert!(m.contains("outside"), "{m}");
+        // A stall, an unknown NMI.
+        let m = fail(&wd_log(LOCK2, &body(&[(2, 1_000_000_000)], 0, 1), PASS4));
+        assert!(m.contains("stopped 1 time"), "{m}");
+        let m = fail(&wd_log(LOCK2, &body(&[(2, 1_000_000_000)], 2, 0), PASS4));
+        assert!(m.contains("2 unknown NMI"), "{m}");
+        // Both CPUs of a deadlock must be reported.
+        let dl = "policy=broadcast scenario=deadlock:cpus=1+3,after=1";
+        let m = fail(&wd_log(dl, &body(&[(1, 1_000_000_000)], 0, 0), PASS4));
+        assert!(m.contains("locked CPU 3"), "{m}");
+        let r = judge_log(
+            &wd_log(
+                dl,
+                &body(&[(1, 1_000_000_000), (3, 1_100_000_000)], 0, 0),
+                PASS4,
+            ),
+            exited(33),
+            "4",
+        );
+        assert_eq!(r.result, Verdict::Pass, "{:?}", r.reason);
+        // lockup-all: every CPU.
+        let all = "policy=broadcast scenario=lockup-all:after=1";
+        let every: Vec<(u64, u64)> = (0..4).map(|c| (c, 1_000_000_000)).collect();
+        let r = judge_log(&wd_log(all, &body(&every, 0, 0), PASS4), exited(33), "4");
+        assert_eq!(r.result, Verdict::Pass, "{:?}", r.reason);
+        let m = fail(&wd_log(all, &body(&every[1..], 0, 0), PASS4));
+        assert!(m.contains("locked CPU 0"), "{m}");
+        // nmi-blocked still names its CPU.
+        let nb = "policy=remote scenario=lockup:cpu=2,after=1.3,kind=nmi-blocked";
+        let r = judge_log(
+            &wd_log(nb, &body(&[(2, 1_000_000_000)], 0, 0), PASS4),
+            exited(33),
+            "4",
+        );
+        assert_eq!(r.result, Verdict::Pass, "{:?}", r.reason);
+        // spurious-nmi: the kernel's expected count of unknown NMIs is honoured.
+        let sp = "policy=broadcast scenario=spurious-nmi:after=1";
+        let with_expected =
+            |text: String| text.replace("handler=1\r\n", "handler=1 expected_unknown=1\r\n");
+        let r = judge_log(
+            &with_expected(wd_log(sp, &body(&[], 1, 0), PASS4)),
+            exited(33),
+            "4",
+        );
+        assert_eq!(r.result, Verdict::Pass, "{:?}", r.reason);
+        assert_eq!(r.watchdog.as_ref().unwrap().expected_unknown, Some(1));
+        let m = fail(&with_expected(wd_log(sp, &body(&[], 0, 0), PASS4)));
+        assert!(
+            m.contains("0 unknown NMI(s) where the scenario causes 1"),
+            "{m}"
+        );
+        let m = fail(&wd_log(sp, &body(&[], 1, 0), PASS4));
+        assert!(m.contains("1 unknown NMI"), "{m}");
+        // The kernel decides first: its fail stays a fail with its reason.
+        let r = judge_log(
+            &wd_log(
+                LOCK2,
+                &body(&[], 0, 0),
+                "HPETWD summary result=fail cpus_online=4 cpus_expected=4 reason=\"the injected lockup was not detected\"",
+            ),
+            exited(35),
+            "4",
+        );
+        assert_eq!(r.result, Verdict::Fail);
+        assert_eq!(
+            r.reason.as_deref(),
+            Some("the injected lockup was not detected")
+        );
+        assert_eq!(r.watchdog.unwrap().missed, vec![2]);
+    }
+
+    #[test]
+    fn scenarios_name_their_locked_cpus() {
+        use std::collections::BTreeSet;
+        let cpus = |v: &[u64]| Locked::Cpus(v.iter().copied().collect::<BTreeSet<_>>());
+        assert_eq!(scenario_locks("idle"), cpus(&[]));
+        assert_eq!(scenario_locks("lockup:cpu=5,after=2"), cpus(&[5]));
+        assert_eq!(
+            scenario_locks("lockup:after=2,cpu=1,kind=nmi-blocked"),
+            cpus(&[1])
+        );
+        assert_eq!(scenario_locks("deadlock:cpus=2+7,after=1"), cpus(&[2, 7]));
+        assert_eq!(scenario_locks("lockup-all:after=1"), Locked::All);
+        assert_eq!(scenario_locks("spurious-nmi:after=1,cpu=2"), cpus(&[]));
+        assert_eq!(scenario_locks("stress:fraction=0.7"), cpus(&[]));
+        assert_eq!(scenario_of_cmdline("exit=qemu policy=chain"), "idle");
+        assert_eq!(
+            scenario_of_cmdline("scenario=idle policy=chain scenario=lockup:cpu=1,after=1"),
+            "lockup:cpu=1,after=1"
+        );
+        for ok in [
+            "idle",
+            "lockup:cpu=1,after=1.5",
+            "lockup-all:after=2",
+            "stress:x=1",
+            "deadlock:cpus=1+2,after=1",
+        ] {
+            check_scenario(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "lockup:",
+            "panic:cpu=1",
+            "lockup:cpu=1 after=1",
+            "Lockup:cpu=1",
+            "lockup:cpu=\"1\"",
+        ] {
+            assert!(check_scenario(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_seconds_ns("1"), Some(1_000_000_000));
+        assert_eq!(parse_seconds_ns("0.5"), Some(500_000_000));
+        assert_eq!(parse_seconds_ns(".25"), Some(250_000_000));
+        assert_eq!(parse_seconds_ns("1.000000001"), Some(1_000_000_001));
+        for bad in ["", ".", "1.0000000001", "-1", "1e3", "1.5s"] {
+            assert_eq!(parse_seconds_ns(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn watchdog_options_become_boot_words() {
+        let wd = WatchdogOptions {
+            policy: Some("buddy".into()),
+            timeout: Some("0.5".into()),
+            handler: Some(2),
+            scenario: Some("lockup:cpu=1,after=1".into()),
+        };
+        assert_eq!(
+            watchdog_cmdline(Some("tick_us=1000"), &wd).unwrap(),
+            "exit=qemu tick_us=1000 policy=buddy timeout=0.5 handler=2 scenario=lockup:cpu=1,after=1"
+        );
+        let e = watchdog_cmdline(Some("policy=chain"), &wd).unwrap_err();
+        assert!(
+            format!("{e}").contains("--policy and `policy=` in --append"),
+            "{e}"
+        );
+        assert_eq!(
+            watchdog_cmdline(None, &WatchdogOptions::default()).unwrap(),
+            "exit=qemu"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let q = || Ok(PathBuf::from("/usr/bin/qemu-system-x86_64"));
+        let mut o = opts("4");
+        o.image = write_image(dir.path(), "k.elf", &crate::image::tests::pvh_kernel());
+        let p = prepare(&o, &wd, q).unwrap();
+        let cmd = p.plan.command_line();
+        assert!(
+            cmd.contains(
+                &"exit=qemu policy=buddy timeout=0.5 handler=2 scenario=lockup:cpu=1,after=1"
+                    .to_string()
+            ),
+            "{cmd:?}"
+        );
+        let tail = &cmd[cmd.len() - 2..];
+        assert_eq!(tail, ["-global", "hpet.msi=on"], "{cmd:?}");
+        // The user's own hpet.msi setting wins; policy=off needs no FSB.
+        o.qemu_args = vec!["-global".into(), "hpet.msi=off".into()];
+        let cmd = prepare(&o, &wd, q).unwrap().plan.command_line();
+        assert_eq!(
+            cmd.iter().filter(|a| a.contains("hpet.msi")).count(),
+            1,
+            "{cmd:?}"
+        );
+        o.qemu_args.clear();
+        let off = WatchdogOptions {
+            policy: Some("off".into()),
+            ..Default::default()
+        };
+        let cmd = prepare(&o, &off, q).unwrap().plan.command_line();
+        assert!(!cmd.iter().any(|a| a.contains("hpet.msi")), "{cmd:?}");
+        // An ISO's command line is fixed.
+        o.image = write_image(dir.path(), "k.iso", &crate::image::tests::iso_bytes());
+        let only_scenario = WatchdogOptions {
+            scenario: Some("idle".into()),
+            ..Default::default()
+        };
+        let e = format!("{:#}", prepare(&o, &only_scenario, q).err().unwrap());
+        assert!(
+            e.contains("--scenario cannot change the command line of an ISO"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn lockup_symbols_come_from_the_kernel_elf() {
+        let embedded = crate::kernel_image::embedded_elf();
+        let syms = Symbols::from_elf(embedded).unwrap();
+        let spin = syms.range_of("hpetwd_lockup_spin").unwrap();
+        let rip = format!("{:#x}", spin.start + 1);
+        let text = wd_log(LOCK2, &body(&[(2, 1_000_000_000)], 0, 0), PASS4)
+            .replace("rip=0x206af2", &format!("rip={rip}"));
+        let t = Transcript::from_bytes(text.as_bytes());
+        let mut w = watchdog_report(&t).unwrap();
+        resolve_symbols(&mut w, &syms);
+        assert_eq!(w.lockups[0].symbol.as_deref(), Some("hpetwd_lockup_spin"));
+        assert_eq!(w.lockups[0].rip.as_deref(), Some(rip.as_str()));
+
+        // The ELF run reads the image; an ISO uses the embedded kernel when the build ids
+        // match.
+        let dir = tempfile::tempdir().unwrap();
+        let elf_path = write_image(dir.path(), "hpetwd.elf", embedded);
+        let id = match crate::image::recognise(embedded).unwrap() {
+            ImageKind::Elf(info) => info.build_id,
+            ImageKind::Iso => None,
+        };
+        let mut o = opts("4");
+        o.image = elf_path;
+        let elf = ImageReport {
+            path: "hpetwd.elf".into(),
+            kind: "elf",
+            build_id: id.clone(),
+        };
+        assert!(kernel_symbols(&o, &elf, id.as_deref()).is_some());
+        assert!(kernel_symbols(&o, &elf, Some("0000")).is_none());
+        let iso = ImageReport {
+            path: "hpetwd.iso".into(),
+            kind: "iso",
+            build_id: None,
+        };
+        assert!(kernel_symbols(&o, &iso, id.as_deref()).is_some());
+        assert!(kernel_symbols(&o, &iso, Some("0000")).is_none());
+        assert!(kernel_symbols(&o, &iso, None).is_none());
     }
 
     #[test]

@@ -100,6 +100,60 @@ pub struct Summary {
     pub reason: Option<String>,
 }
 
+/// The `watchdog` record: the policy and its derived periods (docs/protocol.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WatchdogRecord {
+    pub policy: Option<String>,
+    pub timeout_ns: Option<u64>,
+    pub heartbeat_ns: Option<u64>,
+    pub check_period_ns: Option<u64>,
+    /// 0 for `buddy`, which uses no HPET.
+    pub hpet_period_ns: Option<u64>,
+    pub window_ns: Option<u64>,
+    pub bound_ns: Option<u64>,
+    /// T - h: the earliest a lockup may be reported.
+    pub earliest_ns: Option<u64>,
+    pub handler: Option<u64>,
+    /// Unknown NMIs the scenario itself causes (`spurious-nmi`), when the kernel says.
+    pub expected_unknown: Option<u64>,
+}
+
+/// The `watchdog-route` record: how the HPET reaches the handling CPU.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WatchdogRoute {
+    pub kind: Option<String>,
+    pub timer: Option<u64>,
+    pub width: Option<u64>,
+    pub dest_cpu: Option<u64>,
+}
+
+/// One `nmi-counts` record: the NMIs one CPU took during the watchdog run, by source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NmiCounts {
+    pub cpu: u64,
+    pub total: Option<u64>,
+    pub hpet: Option<u64>,
+    pub ipi: Option<u64>,
+    pub unknown: Option<u64>,
+    pub duplicate: Option<u64>,
+    pub swallowed: Option<u64>,
+    pub stalls: Option<u64>,
+}
+
+/// One `lockup` record: a CPU the watchdog reported locked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Lockup {
+    pub cpu: u64,
+    pub apic_id: Option<u64>,
+    pub detected_by: Option<u64>,
+    pub injected_at_ns: Option<u64>,
+    pub detected_at_ns: Option<u64>,
+    pub latency_ns: Option<u64>,
+    pub stalled_ns: Option<u64>,
+    pub rip: Option<u64>,
+    pub rsp: Option<u64>,
+}
+
 /// Everything read from one boot's serial output.
 #[derive(Debug, Default)]
 pub struct Transcript {
@@ -127,6 +181,14 @@ pub struct Transcript {
     /// Records shown as generic objects: `acpi`, `madt`, `hpet`, `dmar`, `lapic-timer`.
     pub platform: Map<String, Value>,
     pub summary: Option<Summary>,
+    /// The `watchdog` record (with `policy`).
+    pub watchdog: Option<WatchdogRecord>,
+    /// The `watchdog-route` record (HPET policies).
+    pub watchdog_route: Option<WatchdogRoute>,
+    /// The `nmi-counts` records, in order.
+    pub nmi_counts: Vec<NmiCounts>,
+    /// The `lockup` records, in order.
+    pub lockups: Vec<Lockup>,
     /// Problems with the output itself (malformed lines, bad field values, lines after the
     /// summary).
     pub warnings: Vec<String>,
@@ -294,6 +356,77 @@ impl Transcript {
                     online_ns: self.warn_field(r.u64("online_ns")),
                 };
                 self.cpus.push(cpu);
+            }
+            "watchdog" => {
+                let mut n = |k: &str| self.warn_field(r.u64(k));
+                let w = WatchdogRecord {
+                    policy: None,
+                    timeout_ns: n("timeout_ns"),
+                    heartbeat_ns: n("heartbeat_ns"),
+                    check_period_ns: n("check_period_ns"),
+                    hpet_period_ns: n("hpet_period_ns"),
+                    window_ns: n("window_ns"),
+                    bound_ns: n("bound_ns"),
+                    earliest_ns: n("earliest_ns"),
+                    handler: n("handler"),
+                    expected_unknown: n("expected_unknown"),
+                };
+                self.watchdog = Some(WatchdogRecord {
+                    policy: s("policy"),
+                    ..w
+                });
+            }
+            "watchdog-route" => {
+                let mut n = |k: &str| self.warn_field(r.u64(k));
+                let route = WatchdogRoute {
+                    kind: None,
+                    timer: n("timer"),
+                    width: n("width"),
+                    dest_cpu: n("dest_cpu"),
+                };
+                self.watchdog_route = Some(WatchdogRoute {
+                    kind: s("kind"),
+                    ..route
+                });
+            }
+            "nmi-counts" => {
+                let Some(cpu) = self.warn_field(r.u64("cpu")) else {
+                    self.warnings
+                        .push("an `nmi-counts` record without a valid `cpu` was ignored".into());
+                    return false;
+                };
+                let mut n = |k: &str| self.warn_field(r.u64(k));
+                let counts = NmiCounts {
+                    cpu,
+                    total: n("total"),
+                    hpet: n("hpet"),
+                    ipi: n("ipi"),
+                    unknown: n("unknown"),
+                    duplicate: n("duplicate"),
+                    swallowed: n("swallowed"),
+                    stalls: n("stalls"),
+                };
+                self.nmi_counts.push(counts);
+            }
+            "lockup" => {
+                let Some(cpu) = self.warn_field(r.u64("cpu")) else {
+                    self.warnings
+                        .push("a `lockup` record without a valid `cpu` was ignored".into());
+                    return false;
+                };
+                let mut n = |k: &str| self.warn_field(r.u64(k));
+                let lockup = Lockup {
+                    cpu,
+                    apic_id: n("apic_id"),
+                    detected_by: n("detected_by"),
+                    injected_at_ns: n("injected_at_ns"),
+                    detected_at_ns: n("detected_at_ns"),
+                    latency_ns: n("latency_ns"),
+                    stalled_ns: n("stalled_ns"),
+                    rip: n("rip"),
+                    rsp: n("rsp"),
+                };
+                self.lockups.push(lockup);
             }
             "error" => self.errors.push(KernelError {
                 kind: s("kind").unwrap_or_else(|| "unspecified".into()),
@@ -464,6 +597,46 @@ mod tests {
         assert_eq!(e["vector"], 14);
         assert_eq!(e["name"], "page-fault");
         assert_eq!(e["rip"], "0xffff800000001234");
+    }
+
+    #[test]
+    fn reads_the_watchdog_records() {
+        let log = "HPETWD build id=abcd version=0.1.0 protocol=1\r\n\
+            HPETWD watchdog policy=broadcast timeout_ns=1000000000 heartbeat_ns=200000000 check_period_ns=400000000 hpet_period_ns=400000000 window_ns=1600000 bound_ns=1450000000 earliest_ns=800000000 handler=1 future_key=7\r\n\
+            HPETWD watchdog-route kind=fsb timer=0 width=64 dest_cpu=1\r\n\
+            HPETWD nmi-counts cpu=0 total=8 hpet=0 ipi=8 unknown=0 duplicate=0 swallowed=0 stalls=0\r\n\
+            HPETWD nmi-counts cpu=1 total=10 unknown=0 duplicate=2 swallowed=0 stalls=0\r\n\
+            HPETWD lockup cpu=2 apic_id=2 detected_by=2 injected_at_ns=1395913802 detected_at_ns=2400248582 latency_ns=1004334780 stalled_ns=1004345147 rip=0x206af2 rsp=0x279f90 rflags=0x2\r\n\
+            HPETWD lockup cpu=3 detected_by=x\r\n\
+            HPETWD lockup apic_id=1\r\n\
+            HPETWD summary result=pass cpus_online=4 cpus_expected=4\r\n";
+        let t = Transcript::from_bytes(log.as_bytes());
+        let w = t.watchdog.as_ref().unwrap();
+        assert_eq!(w.policy.as_deref(), Some("broadcast"));
+        assert_eq!(w.timeout_ns, Some(1_000_000_000));
+        assert_eq!(w.earliest_ns, Some(800_000_000));
+        assert_eq!(w.handler, Some(1));
+        assert_eq!(w.expected_unknown, None);
+        let r = t.watchdog_route.as_ref().unwrap();
+        assert_eq!(r.kind.as_deref(), Some("fsb"));
+        assert_eq!((r.timer, r.width, r.dest_cpu), (Some(0), Some(64), Some(1)));
+        assert_eq!(t.nmi_counts.len(), 2);
+        assert_eq!(t.nmi_counts[0].ipi, Some(8));
+        // Fields an older kernel does not print are absent, not zero.
+        assert_eq!(t.nmi_counts[1].hpet, None);
+        assert_eq!(t.nmi_counts[1].duplicate, Some(2));
+        assert_eq!(t.lockups.len(), 2, "{:?}", t.lockups);
+        let l = &t.lockups[0];
+        assert_eq!((l.cpu, l.apic_id, l.detected_by), (2, Some(2), Some(2)));
+        assert_eq!(l.latency_ns, Some(1_004_334_780));
+        assert_eq!(l.rip, Some(0x206af2));
+        assert_eq!(l.rsp, Some(0x279f90));
+        // A bad value is a warning and leaves the field empty; no cpu drops the record.
+        assert_eq!(t.lockups[1].cpu, 3);
+        assert_eq!(t.lockups[1].detected_by, None);
+        assert_eq!(t.warnings.len(), 2, "{:?}", t.warnings);
+        assert!(t.warnings[0].contains("detected_by=x"));
+        assert!(t.warnings[1].contains("`lockup` record without a valid `cpu`"));
     }
 
     #[test]

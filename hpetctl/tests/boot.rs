@@ -380,16 +380,10 @@ fn bios_area_scan_finds_the_rsdp_qemu_handed_over() {
 
 /// The fields of the kernel's `hpet-nmi` line in a serial log.
 fn hpet_nmi_record(log: &Path) -> std::collections::HashMap<String, String> {
-    let text = std::fs::read_to_string(log).expect("serial log");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("HPETWD hpet-nmi "))
-        .unwrap_or_else(|| panic!("no hpet-nmi record in:\n{text}"));
-    line.split_whitespace()
-        .skip(2)
-        .filter_map(|f| f.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    records(log, "hpet-nmi")
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no hpet-nmi record in {}", log.display()))
 }
 
 /// NMIs QEMU's local APIC delivered to APIC ID 0, from its `apic_deliver_irq` trace events.
@@ -497,52 +491,33 @@ fn records(log: &Path, record: &str) -> Vec<std::collections::HashMap<String, St
 /// 1.3 s is reported once, on CPU 2, by the expected CPU, within [T - h, bound], with its RIP
 /// inside the spinning function; no other CPU is reported and no NMI is left unknown.
 fn watchdog_detects_a_lockup(policy: &str, detector: u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("serial.log");
-    let append = format!("policy={policy} timeout=1 handler=1 scenario=lockup:cpu=2,after=1.3");
-    let report = run_json(
-        &elf(),
-        &[
-            "--smp",
-            "4",
-            "--cpu",
-            "qemu64,+x2apic",
-            "--qemu-arg=-global",
-            "--qemu-arg=hpet.msi=on",
-            "--append",
-            &append,
-            "--log",
-            log.to_str().unwrap(),
-        ],
-    );
+    let (report, dir) = watchdog_run(policy, "lockup:cpu=2,after=1.3");
     assert_eq!(report["result"], "pass", "report: {report:#}");
+    let log = dir.path().join("serial.log");
     let timing = &records(&log, "watchdog")[0];
-    let num = |m: &std::collections::HashMap<String, String>, k: &str| -> u64 {
-        m[k].parse().unwrap_or_else(|_| panic!("{k}={}", m[k]))
-    };
     // The derivation's hand calculation for T = 1 s (nmi-watchdog timing.rs): h = 200 ms,
     // every HPET policy's bound 1.45 s.
-    assert_eq!(num(timing, "heartbeat_ns"), 200_000_000);
-    assert_eq!(num(timing, "bound_ns"), 1_450_000_000);
+    assert_eq!(field(timing, "heartbeat_ns"), 200_000_000);
+    assert_eq!(field(timing, "bound_ns"), 1_450_000_000);
     let lockups = records(&log, "lockup");
     assert_eq!(lockups.len(), 1, "{lockups:?}");
     let l = &lockups[0];
-    assert_eq!(num(l, "cpu"), 2);
-    assert_eq!(num(l, "detected_by"), detector, "{l:?}");
-    let latency = num(l, "latency_ns");
+    assert_eq!(field(l, "cpu"), 2);
+    assert_eq!(field(l, "detected_by"), detector, "{l:?}");
+    let latency = field(l, "latency_ns");
     assert!(
         (800_000_000..=1_450_000_000).contains(&latency),
         "latency {latency} ns: {l:?}"
     );
-    let rip = u64::from_str_radix(l["rip"].trim_start_matches("0x"), 16).unwrap();
+    let rip = field(l, "rip");
     let spin = symbol_range(&elf(), "hpetwd_lockup_spin");
     assert!(
         spin.contains(&rip),
         "RIP {rip:#x} outside hpetwd_lockup_spin {spin:x?}"
     );
     for counts in records(&log, "nmi-counts") {
-        assert_eq!(num(&counts, "unknown"), 0, "{counts:?}");
-        assert_eq!(num(&counts, "stalls"), 0, "{counts:?}");
+        assert_eq!(field(&counts, "unknown"), 0, "{counts:?}");
+        assert_eq!(field(&counts, "stalls"), 0, "{counts:?}");
     }
 }
 

@@ -552,14 +552,27 @@ fn watchdog_buddy_detects_a_lockup() {
 /// Boots 4 vCPUs (x2APIC, FSB-capable HPET) with the watchdog under `policy` (T = 1 s,
 /// handler CPU 1) and `scenario`; returns the report and the serial log's records.
 fn watchdog_run(policy: &str, scenario: &str) -> (Value, tempfile::TempDir) {
+    watchdog_run_on(4, 1, policy, scenario)
+}
+
+/// As [`watchdog_run`], on `cpus` vCPUs with `handler` as the handling CPU.
+fn watchdog_run_on(
+    cpus: u32,
+    handler: u32,
+    policy: &str,
+    scenario: &str,
+) -> (Value, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("serial.log");
-    let append = format!("policy={policy} timeout=1 handler=1 scenario={scenario}");
+    let append = format!("policy={policy} timeout=1 handler={handler} scenario={scenario}");
+    let smp = cpus.to_string();
     let report = run_json(
         &elf(),
         &[
             "--smp",
-            "4",
+            &smp,
+            "--timeout",
+            "300",
             "--cpu",
             "qemu64,+x2apic",
             "--qemu-arg=-global",
@@ -665,4 +678,98 @@ fn spurious_nmi_is_counted_as_unknown_and_causes_no_false_positive() {
             "{policy}: one unknown NMI, on the handler CPU"
         );
     }
+}
+
+/// Every policy, with the handling CPU other than 0: a lockup on CPU 0, on the handler, on a
+/// middle CPU and on the last CPU is reported once, on that CPU, by the CPU the policy
+/// assigns (itself for the self-checking policies; the checker under `remote`, which checks
+/// its own heartbeat itself; the previous CPU in the ring under `buddy`), within
+/// [T - h, bound], with its RIP in `hpetwd_lockup_spin` (read from the locked CPU's own NMI,
+/// or the capture NMI the checker sent it), and no unknown NMI or stall anywhere.
+fn lockups_in_every_role(policy: &str, cpus: u32, handler: u32) {
+    let spin = symbol_range(&elf(), "hpetwd_lockup_spin");
+    for target in [0, handler, cpus / 2, cpus - 1] {
+        let scenario = format!("lockup:cpu={target},after=1.3");
+        let (report, dir) = watchdog_run_on(cpus, handler, policy, &scenario);
+        let what = format!("{policy} at {cpus} vCPUs, handler {handler}, CPU {target} locked");
+        assert_eq!(report["result"], "pass", "{what}: {report:#}");
+        let log = dir.path().join("serial.log");
+        let lockups = records(&log, "lockup");
+        assert_eq!(lockups.len(), 1, "{what}: {lockups:?}");
+        let l = &lockups[0];
+        assert_eq!(field(l, "cpu"), u64::from(target), "{what}");
+        let detector = match policy {
+            "remote" => handler,
+            "buddy" => (target + cpus - 1) % cpus,
+            _ => target,
+        };
+        assert_eq!(
+            field(l, "detected_by"),
+            u64::from(detector),
+            "{what}: {l:?}"
+        );
+        let latency = field(l, "latency_ns");
+        assert!(
+            (800_000_000..=1_450_000_000).contains(&latency),
+            "{what}: {l:?}"
+        );
+        assert!(
+            spin.contains(&field(l, "rip")),
+            "{what}: RIP outside the spin: {l:?}"
+        );
+        for counts in records(&log, "nmi-counts") {
+            assert_eq!(field(&counts, "unknown"), 0, "{what}: {counts:?}");
+            assert_eq!(field(&counts, "stalls"), 0, "{what}: {counts:?}");
+        }
+    }
+}
+
+#[test]
+fn broadcast_lockups_in_every_role_at_4_cpus() {
+    lockups_in_every_role("broadcast", 4, 1);
+}
+
+#[test]
+fn round_robin_lockups_in_every_role_at_4_cpus() {
+    lockups_in_every_role("round-robin", 4, 1);
+}
+
+#[test]
+fn chain_lockups_in_every_role_at_4_cpus() {
+    lockups_in_every_role("chain", 4, 1);
+}
+
+#[test]
+fn remote_lockups_in_every_role_at_4_cpus() {
+    lockups_in_every_role("remote", 4, 1);
+}
+
+#[test]
+fn buddy_lockups_in_every_role_at_4_cpus() {
+    lockups_in_every_role("buddy", 4, 1);
+}
+
+#[test]
+fn broadcast_lockups_in_every_role_at_16_cpus() {
+    lockups_in_every_role("broadcast", 16, 5);
+}
+
+#[test]
+fn round_robin_lockups_in_every_role_at_16_cpus() {
+    lockups_in_every_role("round-robin", 16, 5);
+}
+
+#[test]
+fn chain_lockups_in_every_role_at_16_cpus() {
+    lockups_in_every_role("chain", 16, 5);
+}
+
+#[test]
+fn remote_lockups_in_every_role_at_16_cpus() {
+    lockups_in_every_role("remote", 16, 5);
+}
+
+#[test]
+fn buddy_lockups_in_every_role_at_16_cpus() {
+    lockups_in_every_role("buddy", 16, 5);
 }

@@ -727,7 +727,6 @@ fn run_watchdog(
     tsc_hz: u64,
     hpet: Option<&Hpet>,
 ) -> ! {
-    let (online, expected) = cpu_counts();
     if options.handler as usize >= cpus {
         fail_with(
             "bad-option-value",
@@ -762,17 +761,11 @@ fn run_watchdog(
             (after_ns, 1)
         }
     };
-    for &(cpu, act) in plan.iter().filter(|(_, act)| *act != action::NONE) {
+    for &(cpu, _) in plan.iter().filter(|(_, act)| *act != action::NONE) {
         if cpu as usize >= cpus {
             fail_with(
                 "bad-option-value",
                 "the scenario names a CPU the MADT does not list",
-            );
-        }
-        if cpu as usize == bsp_index && act != action::SPURIOUS_NMI {
-            fail_with(
-                "bad-option-value",
-                "the scenario cannot stop the boot CPU, which collects the reports",
             );
         }
     }
@@ -830,15 +823,96 @@ fn run_watchdog(
         }
         after_ns + timing.bound_ns + timing.timeout_ns / 2
     };
-    while watchdog::now_ns() < armed + run_for {
-        scenario_step(bsp_index);
+    // The reports are collected by a CPU the scenario leaves running: the boot CPU if it
+    // can, else the first other one; the boot CPU then idles like the others (and may be the
+    // one that locks up).
+    let Some(collector) = (0..cpus)
+        .find(|&c| c == bsp_index && !locked(c))
+        .or_else(|| (0..cpus).find(|&c| !locked(c)))
+    else {
+        fail_with(
+            "bad-option-value",
+            "the scenario locks every CPU: no CPU is left to collect the reports",
+        )
+    };
+    let collect_plan = CollectPlan {
+        timing,
+        cpus,
+        plan,
+        armed,
+        until: armed + run_for,
+        expected_unknown,
+        hpet: started
+            .route
+            .zip(hpet.map(|h| h.base()))
+            .map(|((timer, _, _), base)| (base, timer)),
+    };
+    if collector == bsp_index {
+        collect(&collect_plan);
+    }
+    // SAFETY: written once, here, before COLLECTOR is published (release); the collector
+    // reads it only after seeing its index there (acquire).
+    unsafe { *COLLECT_PLAN.0.get() = Some(collect_plan) };
+    COLLECTOR.store(collector as u32, Ordering::Release);
+    idle_loop(bsp_index)
+}
+
+/// What the collecting CPU needs to wait for the scenario and report.
+#[derive(Clone, Copy)]
+struct CollectPlan {
+    timing: Timing,
+    cpus: usize,
+    plan: [(u32, u8); 2],
+    armed: u64,
+    /// When to stop, on the boot CPU's clock.
+    until: u64,
+    expected_unknown: u64,
+    /// The HPET register block and timer to stop.
+    hpet: Option<(u64, u8)>,
+}
+
+struct PlanSlot(core::cell::UnsafeCell<Option<CollectPlan>>);
+// SAFETY: written once by the boot CPU before COLLECTOR is published, read-only afterwards.
+unsafe impl Sync for PlanSlot {}
+static COLLECT_PLAN: PlanSlot = PlanSlot(core::cell::UnsafeCell::new(None));
+/// The CPU that waits for the scenario and reports (`u32::MAX` until chosen).
+static COLLECTOR: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// A CPU with nothing else to do: faults and scenario actions when asked, the collector's
+/// job if handed to it, else halt until the next interrupt.
+fn idle_loop(index: usize) -> ! {
+    loop {
+        if FAULT_CPU.load(Ordering::Acquire) == index as u32 {
+            raise_fault(fault_kind_from(FAULT_KIND.load(Ordering::Relaxed)));
+        }
+        scenario_step(index);
+        if COLLECTOR.load(Ordering::Acquire) == index as u32 {
+            // SAFETY: COLLECTOR names this CPU, so the plan was written before (see above).
+            if let Some(plan) = unsafe { *COLLECT_PLAN.0.get() } {
+                collect(&plan);
+            }
+        }
+        cpu::enable_interrupts_and_halt();
+    }
+}
+
+/// Waits until the scenario's end, stops the HPET, reports every CPU and ends the run.
+fn collect(p: &CollectPlan) -> ! {
+    let (online, expected) = cpu_counts();
+    let (timing, cpus, plan, armed, expected_unknown) =
+        (p.timing, p.cpus, p.plan, p.armed, p.expected_unknown);
+    let locked = |index: usize| {
+        plan.iter().any(|&(cpu, act)| {
+            cpu as usize == index && act != action::NONE && act != action::SPURIOUS_NMI
+        })
+    };
+    while watchdog::now_ns() < p.until {
         cpu::enable_interrupts_and_halt();
     }
     cpu::disable_interrupts();
-    if let (Some((timer, _, _)), Some(hpet)) = (started.route, hpet) {
-        hpet.stop(timer);
+    if let Some((base, timer)) = p.hpet {
+        arch::hpet::stop_timer(base, timer);
     }
-
     let mut reason = "";
     let mut unknown_total = 0;
     for index in 0..cpus {
@@ -965,13 +1039,7 @@ extern "C" fn ap_main() -> ! {
         .store(lapic::cpu_in_x2apic_mode(), Ordering::Relaxed);
     lapic::timer_start_periodic(VECTOR_TIMER, TIMER_INITIAL_COUNT.load(Ordering::Relaxed));
     me.online.store(true, Ordering::Release);
-    loop {
-        if FAULT_CPU.load(Ordering::Acquire) == index as u32 {
-            raise_fault(fault_kind_from(FAULT_KIND.load(Ordering::Relaxed)));
-        }
-        scenario_step(index);
-        cpu::enable_interrupts_and_halt();
-    }
+    idle_loop(index)
 }
 
 #[panic_handler]

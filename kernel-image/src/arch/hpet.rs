@@ -76,6 +76,13 @@ pub fn write_fsb_address(base: u64, n: u8, address: u32) {
     regs.write32(regs::timer_fsb_route(usize::from(n)) + 4, address);
 }
 
+/// Stops timer `n` of the HPET at `base` (a CPU other than the one that armed it may stop it).
+pub fn stop_timer(base: u64, n: u8) {
+    // SAFETY: `base` is the HPET register block the watchdog armed.
+    let regs = unsafe { RegisterBlock::new(base, BLOCK_SIZE) };
+    regs.write32(regs::timer_config(usize::from(n)), 0);
+}
+
 /// Reads the main counter of the HPET at `base` (outside NMI context: the watchdog's CPUs map
 /// the HPET schedule onto their own clocks with one reading each). A 64-bit counter is read
 /// high, low, high, as `Hpet::counter` does.

@@ -168,7 +168,7 @@ struct RunArgs {
     verbose: bool,
     /// Run the watchdog with this policy (kernel option `policy=`; ELF only). Adds
     /// `-global hpet.msi=on` (FSB delivery) unless a --qemu-arg mentions hpet.msi.
-    #[arg(long, value_name = "POLICY", value_parser = run::POLICIES)]
+    #[arg(long, value_name = "POLICY", value_parser = clap::builder::PossibleValuesParser::new(run::policy_names()))]
     policy: Option<String>,
     /// The watchdog's T in seconds, fractions allowed, 0.01..600 (kernel option `timeout=`;
     /// ELF only). Not the wall-clock limit, which is --timeout.

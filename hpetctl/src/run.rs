@@ -1,6 +1,8 @@
 //! `hpetctl run`: boot an image in QEMU, read the serial result protocol, and judge the run.
 
 use anyhow::{bail, Context, Result};
+use nmi_watchdog::policy::Policy;
+use nmi_watchdog::timing::{MAX_TIMEOUT_NS, MIN_TIMEOUT_NS};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::ffi::OsString;
@@ -47,16 +49,6 @@ pub struct WatchdogOptions {
     pub scenario: Option<String>,
 }
 
-/// The watchdog policies the kernel accepts for `policy=` (docs/cmdline.md).
-pub const POLICIES: [&str; 6] = [
-    "off",
-    "broadcast",
-    "round-robin",
-    "chain",
-    "remote",
-    "buddy",
-];
-
 /// The scenario names the kernel knows (the part of `scenario=` before the colon).
 pub const SCENARIOS: [&str; 6] = [
     "idle",
@@ -67,40 +59,24 @@ pub const SCENARIOS: [&str; 6] = [
     "stress",
 ];
 
-/// Seconds with up to 9 fractional digits ("1", "0.5", ".25"), as the kernel reads
-/// `timeout=`, in nanoseconds.
-pub fn parse_seconds_ns(text: &str) -> Option<u64> {
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    if (whole.is_empty() && fraction.is_empty()) || fraction.len() > 9 {
-        return None;
-    }
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || !digits(fraction) {
-        return None;
-    }
-    let whole: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    let frac: u64 = if fraction.is_empty() {
-        0
-    } else {
-        fraction.parse().ok()?
-    };
-    let frac_ns = frac * 10u64.pow(9 - fraction.len() as u32);
-    whole.checked_mul(1_000_000_000)?.checked_add(frac_ns)
+/// The kernel's `policy=` values: `off` and every policy nmi-watchdog knows.
+pub fn policy_names() -> impl Iterator<Item = &'static str> {
+    core::iter::once("off").chain(Policy::ALL.iter().map(|p| p.name()))
 }
+
+/// T as the kernel reads `timeout=` (the shared parser of nmi-watchdog, which owns T).
+pub use nmi_watchdog::timing::parse_seconds_ns;
 
 impl WatchdogOptions {
     /// Check every value as the kernel will (the scenario only up to its name: the kernel
     /// checks the rest and reports a bad one in an `error` record).
     pub fn validate(&self) -> Result<()> {
         if let Some(p) = &self.policy {
-            if !POLICIES.contains(&p.as_str()) {
+            if !policy_names().any(|name| name == p) {
+                let names: Vec<&str> = policy_names().collect();
                 bail!(
                     "invalid --policy `{p}`: expected one of {} (docs/cmdline.md)",
-                    POLICIES.join(", ")
+                    names.join(", ")
                 );
             }
         }
@@ -108,7 +84,7 @@ impl WatchdogOptions {
             let ns = parse_seconds_ns(t).with_context(|| {
                 format!("invalid --watchdog-timeout `{t}`: expected seconds, e.g. 1 or 0.5 (at most 9 decimals)")
             })?;
-            if !(10_000_000..=600_000_000_000).contains(&ns) {
+            if !(MIN_TIMEOUT_NS..=MAX_TIMEOUT_NS).contains(&ns) {
                 bail!("invalid --watchdog-timeout `{t}`: T must be between 0.01 and 600 seconds");
             }
         }

@@ -62,31 +62,8 @@ pub enum Scenario {
     SpuriousNmi { cpu: Option<u32>, after_ns: u64 },
 }
 
-/// Parses a decimal number of seconds with up to 9 fractional digits ("1", "0.5", "2.25").
-pub fn parse_seconds_ns(text: &str) -> Option<u64> {
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    if whole.is_empty() && fraction.is_empty() || fraction.len() > 9 {
-        return None;
-    }
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || !digits(fraction) {
-        return None;
-    }
-    let whole: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    let mut frac_ns: u64 = if fraction.is_empty() {
-        0
-    } else {
-        fraction.parse().ok()?
-    };
-    for _ in fraction.len()..9 {
-        frac_ns *= 10;
-    }
-    whole.checked_mul(1_000_000_000)?.checked_add(frac_ns)
-}
+/// T's text form, shared with `hpetctl` (nmi-watchdog owns T).
+pub use nmi_watchdog::timing::parse_seconds_ns;
 
 fn parse_scenario(value: &str) -> Option<Scenario> {
     if value == "idle" {

@@ -39,6 +39,30 @@ pub const MIN_WINDOW_NS: u64 = 50_000;
 /// attribution windows (at most a quarter of the period) stay disjoint.
 pub const MIN_HPET_PERIOD_NS: u64 = 200_000;
 
+/// Parses T as written on the kernel's command line and by `hpetctl`: decimal seconds with up
+/// to 9 fractional digits ("1", "0.5", ".25"), in nanoseconds.
+pub fn parse_seconds_ns(text: &str) -> Option<u64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if (whole.is_empty() && fraction.is_empty()) || fraction.len() > 9 {
+        return None;
+    }
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let fraction_ns = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse::<u64>().ok()? * 10u64.pow(9 - fraction.len() as u32)
+    };
+    whole.checked_mul(NS_PER_SEC)?.checked_add(fraction_ns)
+}
+
 /// Periods and bounds of one watchdog configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
